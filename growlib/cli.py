@@ -1,0 +1,85 @@
+"""``python -m growlib``: run the seed's pipeline, print parameter budgets, run benchmarks.
+
+Bad arguments give one clear ``error:`` line and exit status 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from .config import PLACEMENTS, PRESETS
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, status 2 (argparse prints usage too)
+        print(f"error: {message}", file=sys.stderr)
+        raise SystemExit(2)
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{value} is not > 0")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="python -m growlib", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    run = sub.add_parser("run", help="train dense -> MoE -> grown, with the seed's console output")
+    run.add_argument("--preset", default=None, help=f"one of {sorted(PRESETS)} (default: seed on CUDA/MPS, cpu otherwise)")
+    run.add_argument("--data", default="auto", help="auto | bundled | tinystories | a .txt/.jsonl path")
+    run.add_argument("--steps", type=_positive_int, default=None, help="steps for every phase (overrides the preset)")
+    run.add_argument("--out", default="checkpoints", help="output folder (default: checkpoints/)")
+    run.add_argument("--device", default=None, help="cpu | cuda | mps (default: the best available)")
+    run.add_argument("--scale-factor", type=float, default=None, help="width growth factor (seed: 2; fallback 1.5)")
+    run.add_argument("--extra-layers", type=int, default=None, help="layers added in phase 3 (seed: 4; fallback 2)")
+    run.add_argument("--placement", choices=PLACEMENTS, default=None, help="where the new layers go (seed: end)")
+
+    budget = sub.add_parser("budget", help="parameter table of every phase (meta device: instant)")
+    budget.add_argument("--preset", default="seed")
+    budget.add_argument("--scale-factor", type=float, default=None)
+    budget.add_argument("--extra-layers", type=int, default=None)
+
+    bench = sub.add_parser("bench", help="benchmarks (figures, not tests)")
+    bench.add_argument("which", nargs="?", default="moe", choices=["moe", "grow"])
+    bench.add_argument("--json", default=None, help="also write the figures to this JSON file")
+    return parser
+
+
+def default_preset(device: str | None) -> str:
+    from .train import pick_device
+
+    return "cpu" if pick_device(device) == "cpu" else "seed"
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "run":
+            from .pipeline import run
+
+            growth = {k: v for k, v in (("scale_factor", args.scale_factor), ("extra_layers", args.extra_layers),
+                                        ("placement", args.placement)) if v is not None}
+            run(preset=args.preset or default_preset(args.device), data=args.data, steps=args.steps,
+                out=args.out, device=args.device, growth=growth)
+        elif args.command == "budget":
+            from .budget import print_budget
+
+            print_budget(args.preset, args.scale_factor, args.extra_layers)
+        elif args.command == "bench":
+            from .bench import run_bench
+
+            run_bench(args.which, args.json)
+    except ValueError as exc:  # every input error of growlib is a ValueError with a full sentence
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("\ninterrupted", file=sys.stderr)
+        return 130
+    return 0

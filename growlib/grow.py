@@ -1,0 +1,276 @@
+"""Phase 2 -> 3: bilateral growth, wider (``widen``) and deeper (``deepen``), function-preserving.
+
+Taught in notebook 03; the rules are growth-math.md §2-§4.
+
+**Width** by a factor ``f`` (2, 1.5, ...): with ``d' = f d = k d + r`` the new
+residual stream is ``[x, ..., x (k copies), mean(x) (r dims)]`` (LEMON's average
+expansion; for integer ``f``, r = 0 and this is plain duplication). Heads are
+copied whole (head size, RoPE and 1/sqrt(hd) unchanged) and MLP neurons are
+copied, by the same rule. Then:
+
+- writers into the residual (embedding, attention out-proj, MLP out) get their
+  output rows copied k times plus r rows holding the mean of the original rows;
+- every LayerNorm gets ``gamma' = [sqrt(s) gamma x k, u]``, ``beta' = [beta x k, 0]``
+  and ``eps' = s eps`` with ``s = k d / d'``: its output is ``[LN(x) x k, 0]``;
+- readers of a copied input (q, k, v and MLP-in read the residual; the out-projections
+  read copied heads and neurons) get that input's column split among its copies:
+  ``W/c + N_i`` with zero-sum noise ``N`` (``noise`` x std(W)): the sum is still W,
+  so the function is unchanged, but the copies receive different gradients and
+  learn apart. With ``noise=0`` they are exact clones forever;
+- the router reads the residual too, but gets ``W_r / k`` on each copy and no
+  noise (top-k is discontinuous); the final LayerNorm is divided by k so the
+  tied output head (whose embedding is copied k times) stays exact.
+
+**Depth**: a copy of a block is inserted after its source; zeroing the copy's
+attention and MLP output projections (weights and biases, every expert's)
+makes it the identity. ``preserve=False`` keeps the plain G_stack copy
+(not function-preserving), for comparison.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import math
+
+import torch
+
+from .config import PLACEMENTS, ModelConfig
+from .model import GPT, model_from_state
+
+DEFAULT_NOISE = 0.02  # split noise, as a fraction of std(W): exact to ~1e-6 in fp32, enough to break symmetry
+
+
+# ---------------------------------------------------------------- validation
+
+def _whole(value: float, what: str, factor: float) -> int:
+    if abs(value - round(value)) > 1e-9:
+        raise ValueError(f"scale_factor={factor!r} gives {what} = {value:g}, not a whole number: "
+                         f"accepted factors f >= 1 for which f x d_model, f x n_heads and f x d_mlp are integers")
+    return int(round(value))
+
+
+def widened_config(cfg: ModelConfig, factor: float) -> ModelConfig:
+    """The config after widening by ``factor`` (validated before any tensor is touched)."""
+    if isinstance(factor, bool) or not isinstance(factor, (int, float)) or not math.isfinite(factor) \
+            or factor < 1:
+        raise ValueError(f"scale_factor={factor!r} is invalid: accepted a number >= 1 (2 and 1.5 in the seed)")
+    d = _whole(cfg.d_model * factor, "d_model", factor)
+    heads = _whole(cfg.n_heads * factor, "n_heads", factor)
+    hidden = _whole(cfg.d_mlp * factor, "d_mlp", factor)
+    s = (d // cfg.d_model) * cfg.d_model / d
+    return dataclasses.replace(cfg, d_model=d, n_heads=heads, d_mlp=hidden, ln_eps=cfg.ln_eps * s)
+
+
+def depth_plan(n_layers: int, extra: int, where: str = "end") -> list[int]:
+    """Old layer index of every layer of the deepened model; a copy follows its source.
+
+    ``end``: copies of the last layer appended (the seed); ``interleave``: one copy
+    after layers floor((j+1) L / n) - 1; ``middle``: copies of the n middle layers.
+    """
+    if isinstance(extra, bool) or not isinstance(extra, int) or extra < 0:
+        raise ValueError(f"extra_layers={extra!r} is invalid: accepted an integer >= 0")
+    if where not in PLACEMENTS:
+        raise ValueError(f"placement {where!r} is unknown: accepted one of {PLACEMENTS}")
+    if where == "end":
+        sources = [n_layers - 1] * extra
+    elif where == "interleave":
+        sources = [max(0, (j + 1) * n_layers // extra - 1) for j in range(extra)]
+    else:  # middle
+        start = max(0, (n_layers - extra) // 2)
+        sources = [(start + j) % n_layers for j in range(extra)]
+    plan = []
+    for i in range(n_layers):
+        plan.append(i)
+        plan += [i] * sources.count(i)
+    return plan
+
+
+# ---------------------------------------------------------------- width helpers
+
+class _WidthMaps:
+    """Index maps from new to old positions for the residual, the head dims and the hidden units."""
+
+    def __init__(self, old: ModelConfig, new: ModelConfig) -> None:
+        self.d, self.k = old.d_model, new.d_model // old.d_model
+        self.r = new.d_model - self.k * self.d  # mean dims
+        self.s = self.k * self.d / new.d_model
+        hd = old.head_dim
+        heads = _copy_map(old.n_heads, new.n_heads)  # [H']
+        self.attn = (heads[:, None] * hd + torch.arange(hd)).reshape(-1)  # [d'] old dim of each new dim
+        self.hidden = _copy_map(old.d_mlp, new.d_mlp)  # [h']
+        self.resid = _copy_map(self.d, self.k * self.d)  # [k d] (the mean dims come after)
+
+
+def _copy_map(n: int, n_new: int) -> torch.Tensor:
+    """[0..n-1] repeated as often as fits, then its first (n_new mod n) entries."""
+    return torch.arange(n_new) % n
+
+
+def _split_columns(w: torch.Tensor, src: torch.Tensor, noise: float, gen: torch.Generator) -> torch.Tensor:
+    """w: [out, n_in] -> [out, len(src)]: column j's copies share w[:, j] evenly, plus zero-sum noise."""
+    counts = torch.bincount(src, minlength=w.shape[1]).to(w.dtype)  # copies of each old column
+    out = w[:, src] / counts[src]
+    if noise > 0 and bool((counts > 1).any()):
+        n = torch.randn(out.shape, generator=gen, dtype=w.dtype) * (noise * w.std())
+        group_mean = torch.zeros_like(w).index_add_(1, src, n) / counts  # [out, n_in]
+        out += n - group_mean[:, src]  # zero-sum within each column's copies; 0 for unique columns
+    return out
+
+
+def _read_resid(w: torch.Tensor, m: _WidthMaps, noise: float, gen: torch.Generator) -> torch.Tensor:
+    """Columns for a reader of the residual: split over the k copies, small random on the mean dims."""
+    cols = _split_columns(w, m.resid, noise, gen)
+    if m.r:
+        extra = torch.randn(w.shape[0], m.r, generator=gen, dtype=w.dtype) * (noise * w.std())
+        cols = torch.cat([cols, extra], 1)  # their input is exactly 0 (LayerNorm output)
+    return cols
+
+
+def _write_resid(w: torch.Tensor, b: torch.Tensor, m: _WidthMaps) -> tuple[torch.Tensor, torch.Tensor]:
+    """Rows for a writer into the residual: k copies, then r rows of the mean of the first copy."""
+    rows, bias = w[m.resid], b[m.resid]
+    if m.r:
+        rows = torch.cat([rows, rows[: m.d].mean(0, keepdim=True).expand(m.r, -1)], 0)
+        bias = torch.cat([bias, b.mean().expand(m.r)])
+    return rows, bias
+
+
+def _norm(gamma: torch.Tensor, beta: torch.Tensor, m: _WidthMaps, scale: float = 1.0):
+    root = math.sqrt(m.s)
+    g = gamma[m.resid] * root * scale
+    b = beta[m.resid] * scale
+    if m.r:
+        g = torch.cat([g, (gamma.mean() * root * scale).expand(m.r)])
+        b = torch.cat([b, b.new_zeros(m.r)])
+    return g, b
+
+
+# ---------------------------------------------------------------- widen
+
+@torch.no_grad()
+def widen(model: GPT, factor: float, noise: float = DEFAULT_NOISE, seed: int = 0) -> GPT:
+    """A new model ``factor`` times wider computing the same function; ``model`` is untouched."""
+    if noise < 0:
+        raise ValueError(f"noise={noise!r} is invalid: accepted a number >= 0")
+    old, new = model.cfg, widened_config(model.cfg, factor)
+    m = _WidthMaps(old, new)
+    gen = torch.Generator().manual_seed(seed)
+    src = model.state_dict()
+    out: dict[str, torch.Tensor] = {}
+    # the generator runs on the CPU; growth is done there in the model's dtype
+    W = lambda key: src[key].detach().cpu()
+
+    emb = W("tok_emb.weight")  # [V, d]: a writer along dim 1, no noise (tied to the output)
+    out["tok_emb.weight"] = _write_resid(emb.t(), emb.new_zeros(old.d_model), m)[0].t().contiguous()
+    out["ln_f.weight"], out["ln_f.bias"] = _norm(W("ln_f.weight"), W("ln_f.bias"), m, scale=1.0 / m.k)
+
+    for i in range(old.n_layers):
+        p = f"blocks.{i}."
+        for ln in ("ln1", "ln2"):
+            out[p + ln + ".weight"], out[p + ln + ".bias"] = _norm(W(p + ln + ".weight"), W(p + ln + ".bias"), m)
+        for proj in ("q", "k", "v"):  # output: copied heads, input: the residual
+            w, b = W(f"{p}attn.{proj}.weight"), W(f"{p}attn.{proj}.bias")
+            out[f"{p}attn.{proj}.weight"] = _read_resid(w[m.attn], m, noise, gen)
+            out[f"{p}attn.{proj}.bias"] = b[m.attn].clone()
+        rows, bias = _write_resid(W(p + "attn.out.weight"), W(p + "attn.out.bias"), m)
+        out[p + "attn.out.weight"] = _split_columns(rows, m.attn, noise, gen)
+        out[p + "attn.out.bias"] = bias
+        if old.is_moe:
+            _widen_experts(src, out, p + "mlp.", m, noise, gen)
+        else:
+            w, b = W(p + "mlp.fc_in.weight"), W(p + "mlp.fc_in.bias")  # [h, d]
+            out[p + "mlp.fc_in.weight"] = _read_resid(w[m.hidden], m, noise, gen)
+            out[p + "mlp.fc_in.bias"] = b[m.hidden].clone()
+            rows, bias = _write_resid(W(p + "mlp.fc_out.weight"), W(p + "mlp.fc_out.bias"), m)
+            out[p + "mlp.fc_out.weight"] = _split_columns(rows, m.hidden, noise, gen)
+            out[p + "mlp.fc_out.bias"] = bias
+    device = model.tok_emb.weight.device
+    grown = model_from_state(new, {k: v.to(device) for k, v in out.items()})
+    for name, eps in model.ln_eps().items():  # every LayerNorm's own eps, rescaled by s
+        grown.set_ln_eps({name: eps * m.s})
+    grown.train(model.training)
+    return grown
+
+
+def _widen_experts(src: dict, out: dict, p: str, m: _WidthMaps, noise: float, gen: torch.Generator) -> None:
+    """Every expert widened like a dense MLP; the router gets W_r / k on each copy, no noise."""
+    w_in, b_in = src[p + "w_in"].cpu(), src[p + "b_in"].cpu()  # [E, d, h], [E, h]
+    w_out, b_out = src[p + "w_out"].cpu(), src[p + "b_out"].cpu()  # [E, h, d], [E, d]
+    new_in, new_out, new_bout = [], [], []
+    for e in range(w_in.shape[0]):  # experts stored [in, out]: transpose to [out, in] and back
+        new_in.append(_read_resid(w_in[e].t()[m.hidden], m, noise, gen).t())
+        rows, bias = _write_resid(w_out[e].t(), b_out[e], m)
+        new_out.append(_split_columns(rows, m.hidden, noise, gen).t())
+        new_bout.append(bias)
+    out[p + "w_in"] = torch.stack(new_in).contiguous()
+    out[p + "b_in"] = b_in[:, m.hidden].contiguous()
+    out[p + "w_out"] = torch.stack(new_out).contiguous()
+    out[p + "b_out"] = torch.stack(new_bout)
+    router = src[p + "router.weight"].cpu()  # [E, d]
+    cols = router[:, m.resid] / m.k
+    if m.r:
+        cols = torch.cat([cols, cols.new_zeros(router.shape[0], m.r)], 1)
+    out[p + "router.weight"] = cols
+
+
+# ---------------------------------------------------------------- deepen
+
+def _identity_init(block: torch.nn.Module) -> None:
+    """Zero the block's two output projections (weights and biases): x + 0 + 0 = x."""
+    with torch.no_grad():
+        block.attn.out.weight.zero_()
+        block.attn.out.bias.zero_()
+        mlp = block.mlp
+        if hasattr(mlp, "w_out"):  # MoE: every expert's output projection
+            mlp.w_out.zero_()
+            mlp.b_out.zero_()
+        else:
+            mlp.fc_out.weight.zero_()
+            mlp.fc_out.bias.zero_()
+
+
+def _stack_layers(model: GPT, extra: int, where: str, preserve: bool, verbose: bool) -> GPT:
+    """Insert the copies into ``model`` itself (callers pass a model they own)."""
+    plan = depth_plan(model.cfg.n_layers, extra, where)
+    old_blocks = list(model.blocks)
+    new_blocks, seen = [], set()
+    for pos, src in enumerate(plan):
+        if src not in seen:
+            seen.add(src)
+            new_blocks.append(old_blocks[src])
+            continue
+        block = copy.deepcopy(old_blocks[src])
+        if preserve:
+            _identity_init(block)
+        new_blocks.append(block)
+        if verbose:
+            how = "Gstack copy" if preserve else "plain G_stack copy (NOT function-preserving)"
+            print(f"  > Initialized Layer {pos} as {how} of Layer {src}")
+    model.blocks = torch.nn.ModuleList(new_blocks)
+    model.cfg = dataclasses.replace(model.cfg, n_layers=len(new_blocks))
+    return model
+
+
+def deepen(model: GPT, extra_layers: int, where: str = "end", preserve: bool = True,
+           verbose: bool = False) -> GPT:
+    """A new model with ``extra_layers`` more blocks; identity copies unless ``preserve=False``."""
+    depth_plan(model.cfg.n_layers, extra_layers, where)  # validate before copying anything
+    return _stack_layers(copy.deepcopy(model), extra_layers, where, preserve, verbose)
+
+
+def grow(model: GPT, scale_factor: float, extra_layers: int, where: str = "end",
+         noise: float = DEFAULT_NOISE, preserve: bool = True, seed: int = 0, verbose: bool = True) -> GPT:
+    """Bilateral growth: widen by ``scale_factor``, then add ``extra_layers`` (the seed's phase 3)."""
+    new_cfg = widened_config(model.cfg, scale_factor)  # every check before any tensor is built
+    depth_plan(model.cfg.n_layers, extra_layers, where)
+    if noise < 0:
+        raise ValueError(f"noise={noise!r} is invalid: accepted a number >= 0")
+    if verbose:
+        print(f"[Bilateral Growth] Scaling x{scale_factor:g} width, +{extra_layers} layers...")
+    grown = widen(model, scale_factor, noise, seed) if scale_factor != 1 else copy.deepcopy(model)
+    grown = _stack_layers(grown, extra_layers, where, preserve, verbose)
+    if verbose:
+        print(f"✓ Growth Complete. New Config: {new_cfg.d_model} dim, {grown.cfg.n_layers} layers, "
+              f"{new_cfg.n_heads} heads.")
+    return grown
