@@ -182,7 +182,7 @@ PRESETS: dict[str, Preset] = {
     ),
     "cpu": Preset(
         name="cpu",
-        model=ModelConfig(vocab_size=4096, d_model=128, n_layers=4, n_heads=4, d_mlp=512, max_seq_len=128),
+        model=ModelConfig(vocab_size=2048, d_model=128, n_layers=4, n_heads=4, d_mlp=512, max_seq_len=128),
         train=TrainConfig(steps_phase1=600, steps_phase2=250, steps_phase3=150, log_every=50,
                           lr_phase1=2e-3, lr_phase2=1e-3, lr_phase3=6e-4, warmup_steps=30,
                           batch_size=16, seq_len=128, eval_batches=8),

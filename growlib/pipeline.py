@@ -83,8 +83,8 @@ def open_session(preset: str | Preset = "cpu", data: str = "auto", steps: int | 
     tcfg = p.train if steps is None else p.train.with_steps(steps)
     gcfg = dataclasses.replace(p.growth, **(growth or {}))
     dev = pick_device(device)
+    corpus = load_corpus(data, verbose=verbose)  # a bad data file fails here, before anything is written
     out_path = check_output_dir(out) if out is not None else None
-    corpus = load_corpus(data, verbose=verbose)
     tok = load_tokenizer(corpus, p.model.vocab_size, verbose=verbose)
     if tok.get_vocab_size() > p.model.vocab_size:
         raise ValueError(f"ModelConfig.vocab_size = {p.model.vocab_size} is smaller than the tokenizer's "

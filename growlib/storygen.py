@@ -14,7 +14,14 @@ from __future__ import annotations
 import random
 
 NAMES = ["Lily", "Tom", "Mia", "Ben", "Sara", "Max", "Anna", "Sam", "Lucy", "Jack", "Emma", "Leo",
-         "Zoe", "Tim", "Ella", "Finn", "Ruby", "Noah", "Amy", "Jake", "Rosa", "Omar", "Ivy", "Kai"]
+         "Zoe", "Tim", "Ella", "Finn", "Ruby", "Noah", "Amy", "Jake", "Rosa", "Omar", "Ivy", "Kai",
+         "Nora", "Eli", "Maya", "Hugo", "Lena", "Theo", "Aria", "Milo", "Chloe", "Ravi", "Daisy", "Oscar"]
+TRAITS = ["kind", "curious", "brave", "shy", "funny", "clever", "gentle", "busy", "sleepy", "cheerful"]
+TIMES = ["In the morning,", "After lunch,", "Later that day,", "The next day,", "Before dinner,",
+         "One afternoon,", "Soon,", "After a while,"]
+SIGHTS = ["a rainbow in the sky", "a big red barn", "a line of busy ants", "a boat on the water",
+          "a nest with three eggs", "a tall tower of clouds", "a puppy with a bow", "a shiny coin",
+          "a butterfly with blue wings", "a snail on a leaf", "a funny hat on a snowman", "an old wooden gate"]
 ANIMALS = [("dog", "Spot"), ("cat", "Kitty"), ("bunny", "Hop"), ("bird", "Tweet"), ("frog", "Ribbit"),
            ("duck", "Quack"), ("bear", "Fuzzy"), ("fox", "Red"), ("mouse", "Squeak"), ("owl", "Hoot"),
            ("turtle", "Shelly"), ("puppy", "Buddy"), ("lamb", "Snowy"), ("pig", "Pinky"), ("horse", "Star")]
@@ -34,6 +41,14 @@ ACTIVITIES = ["play tag", "build a sand castle", "look for bugs", "sing songs", 
               "jump in puddles", "fly a kite", "pick berries", "have a picnic", "read a story",
               "make a tower of blocks", "splash in the water", "chase butterflies", "bake cookies"]
 PROBLEMS = [
+    ("the {animal} got sick", "took the {animal} to the vet and it felt better",
+     "gave the {animal} warm milk and a soft bed"),
+    ("{friend} fell and hurt a knee", "helped {friend} up and got a bandage",
+     "held {friend}'s hand and walked home slowly"),
+    ("it got dark and they could not find the way home", "followed the lights of the houses",
+     "asked a nice lady who showed them the way"),
+    ("the {obj} was too high to reach", "stood on a chair and reached the {obj}",
+     "asked Dad to get the {obj}"),
     ("the {obj} got stuck in a tree", "climbed a ladder and got the {obj} down",
      "asked a tall friend for help"),
     ("the {obj} fell into the water", "used a long stick to pull the {obj} out",
@@ -85,6 +100,10 @@ def _story(rng: random.Random) -> str:
         f"{hero} liked to {rng.choice(ACTIVITIES)} with {pet_name} the {animal}.",
         f"{he.capitalize()} found a {adj} {obj} {spot}.",
     ]))
+    if rng.random() < 0.6:
+        lines.append(f"{rng.choice(TIMES)} they saw {rng.choice(SIGHTS)}.")
+    if rng.random() < 0.5:
+        lines.append(f"{hero} was a {rng.choice(TRAITS)} {kid}, and {friend} was very {rng.choice(TRAITS)}.")
     lines.append(f"But then {problem}. {hero} felt {sad}.")
     lines.append(f'"{rng.choice(SAY_ASK)}" {hero} said to {rng.choice([friend, pet_name, "Mom", "Dad"])}.')
     if rng.random() < 0.5:

@@ -1,0 +1,146 @@
+"""Benchmarks (figures, not tests): ``python -m growlib bench moe|grow [--json PATH]``.
+
+- ``moe``: forward+backward of the MoE layer at the seed's shapes (d 832, hidden
+  3328, 8 experts, top-2, 2048 tokens, fp32) against a dense MLP with the same
+  active FLOPs (hidden 6656) and against the Mixtral-style loop over experts.
+- ``grow``: growing the seed-size MoE (371.6 M) to the seed's phase 3 (2.16 B),
+  wall time and peak memory over the two models' size (run in a fresh process
+  so the peak belongs to the growth alone).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+
+from .moe import MoE
+
+
+def _time(fn: Callable[[], None], repeats: int = 5, warmup: int = 2) -> float:
+    """Median seconds of ``fn`` over ``repeats`` runs after ``warmup`` runs."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def _loop_reference(layer: MoE, x: torch.Tensor) -> torch.Tensor:
+    """The Hugging Face Mixtral block's way: for each expert, find its tokens, run it, scatter-add back."""
+    logits, idx, gates = layer.router(x)
+    out = torch.zeros_like(x)
+    mask = F.one_hot(idx, layer.n_experts).permute(2, 1, 0)  # [E, k, N]
+    for e in range(layer.n_experts):
+        slot, tok = torch.where(mask[e])
+        h = F.gelu(x[tok] @ layer.w_in[e] + layer.b_in[e])
+        out.index_add_(0, tok, (h @ layer.w_out[e] + layer.b_out[e]) * gates[tok, slot, None])
+    return out
+
+
+def bench_moe(d: int = 832, hidden: int = 3328, n_experts: int = 8, top_k: int = 2, tokens: int = 2048,
+              repeats: int = 5) -> dict:
+    torch.manual_seed(0)
+    layer = MoE(d, hidden, n_experts, top_k)
+    with torch.no_grad():
+        for p in layer.parameters():
+            p.normal_(0, 0.02)
+    dense_in = torch.nn.Linear(d, hidden * top_k)
+    dense_out = torch.nn.Linear(hidden * top_k, d)
+    x = torch.randn(tokens, d, requires_grad=True)
+    grad = torch.randn(tokens, d)
+
+    def run(f):
+        def step():
+            layer.zero_grad(set_to_none=True)
+            dense_in.zero_grad(set_to_none=True)
+            dense_out.zero_grad(set_to_none=True)
+            x.grad = None
+            f().backward(grad)
+        return step
+
+    t_moe = _time(run(lambda: layer(x)), repeats)
+    t_dense = _time(run(lambda: dense_out(F.gelu(dense_in(x)))), repeats)
+    t_loop = _time(run(lambda: _loop_reference(layer, x)), repeats)
+    flops = 3 * 2 * tokens * top_k * 2 * d * hidden  # forward + backward of the active expert matmuls
+    return {
+        "moe_shape": f"d={d} hidden={hidden} experts={n_experts} top-{top_k} tokens={tokens} fp32",
+        "moe_fwd_bwd_ms": 1e3 * t_moe,
+        "dense_equivalent_fwd_bwd_ms": 1e3 * t_dense,
+        "loop_reference_fwd_bwd_ms": 1e3 * t_loop,
+        "moe_gflops": flops / t_moe / 1e9,
+        "dense_equivalent_gflops": flops / t_dense / 1e9,
+        "moe_over_dense_equivalent": t_moe / t_dense,
+        "loop_reference_over_moe": t_loop / t_moe,
+        "threads": torch.get_num_threads(),
+    }
+
+
+def _rss_gb() -> float:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 1e9
+
+
+def _peak_rss_gb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6  # KiB on Linux
+
+
+def _grow_worker() -> dict:
+    """Runs in a fresh process: build the seed MoE, grow it, report time and peak memory."""
+    from .budget import phase_configs
+    from .config import get_preset
+    from .grow import grow
+    from .model import build_model
+
+    p = get_preset("seed")
+    cfgs = phase_configs(p.model, p.growth)
+    base = _rss_gb()
+    moe = build_model(cfgs[2], seed=0)
+    old_gb = sum(t.numel() * t.element_size() for t in moe.state_dict().values()) / 1e9
+    before = _rss_gb()
+    start = time.perf_counter()
+    grown = grow(moe, p.growth.scale_factor, p.growth.extra_layers, verbose=False)
+    seconds = time.perf_counter() - start
+    new_gb = sum(t.numel() * t.element_size() for t in grown.state_dict().values()) / 1e9
+    peak = _peak_rss_gb() - base  # the process's peak, less what torch itself took
+    return {"grow_seconds": seconds, "grow_old_model_gb": old_gb, "grow_new_model_gb": new_gb,
+            "grow_rss_before_gb": before - base, "grow_peak_gb": peak,
+            "grow_peak_over_models": peak / (old_gb + new_gb),
+            "grow_params": sum(t.numel() for t in grown.parameters())}
+
+
+def bench_grow() -> dict:
+    code = "import json; from growlib.bench import _grow_worker; print(json.dumps(_grow_worker()))"
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    if res.returncode != 0:
+        raise RuntimeError(f"grow benchmark failed:\n{res.stderr[-2000:]}")
+    return json.loads(res.stdout.strip().splitlines()[-1])
+
+
+BENCHES = {"moe": bench_moe, "grow": bench_grow}
+
+
+def run_bench(which: str, json_path: str | None = None) -> dict:
+    if which not in BENCHES:
+        raise ValueError(f"unknown benchmark {which!r}: accepted {sorted(BENCHES)}")
+    print(f"[bench {which}] torch {torch.__version__}, {torch.get_num_threads()} threads")
+    figures = BENCHES[which]()
+    width = max(len(k) for k in figures)
+    for k, v in figures.items():
+        print(f"  {k:<{width}}  {v:.4g}" if isinstance(v, float) else f"  {k:<{width}}  {v}")
+    if json_path:
+        with open(json_path, "w") as f:
+            json.dump(figures, f, indent=1)
+        print(f"  written to {json_path}")
+    return figures

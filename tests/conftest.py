@@ -1,0 +1,49 @@
+"""Shared fixtures: small models and the real TinyStories sample (read by path, never copied)."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+import torch
+
+from growlib.config import ModelConfig
+
+SAMPLE = Path(__file__).resolve().parents[2] / "shared" / "data" / "tinystories-valid-sample.txt"
+
+
+@pytest.fixture
+def sample_path() -> Path:
+    if not SAMPLE.exists():
+        pytest.skip(f"real TinyStories sample not found at {SAMPLE}")
+    return SAMPLE
+
+
+@pytest.fixture(autouse=True)
+def _offline_and_seeded(monkeypatch):
+    # the hub is unreachable on build machines: say so up front, so nothing waits on it
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    torch.manual_seed(0)
+
+
+def small_config(**changes) -> ModelConfig:
+    """4 layers so that every depth placement differs; d_model 48, 4 heads of 12."""
+    base = ModelConfig(vocab_size=97, d_model=48, n_layers=4, n_heads=4, d_mlp=192, max_seq_len=32)
+    return dataclasses.replace(base, **changes)
+
+
+def perturbed(model, scale: float = 0.1):
+    """Non-trivial biases, LayerNorms and router, so exactness is not an accident of zeros."""
+    gen = torch.Generator().manual_seed(123)
+    noise = lambda p, s: p.add_(torch.randn(p.shape, generator=gen, dtype=p.dtype) * s)
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.dim() == 1:  # biases and LayerNorm gains and shifts
+                noise(p, scale)
+        for m in model.moe_layers():
+            noise(m.b_in, scale)
+            noise(m.b_out, scale)
+            noise(m.router.weight, 1.0)  # a decisive router: tokens spread over all experts
+    return model

@@ -1,0 +1,129 @@
+"""The MoE layer routes every token to exactly k experts, and upcycling is exact."""
+
+import copy
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from growlib.config import PRESETS
+from growlib.model import build_model
+from growlib.moe import MoE, grouped_linear, switch_balance_loss
+from growlib.train import lm_loss, make_optimizer
+from growlib.upcycle import upcycle
+from growlib.verify import check_preservation
+
+from conftest import perturbed, small_config
+
+
+def _moe(n_experts=4, top_k=2, mode="topk_softmax", d=16, h=32):
+    layer = MoE(d, h, n_experts, top_k, mode)
+    gen = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for p in layer.parameters():
+            p.copy_(torch.randn(p.shape, generator=gen) * 0.5)
+    return layer
+
+
+def _reference(layer: MoE, x):
+    """The Mixtral-style loop: for each expert, its tokens, its MLP, scatter-add back."""
+    logits, idx, gates = layer.router(x)
+    out = torch.zeros_like(x)
+    for e in range(layer.n_experts):
+        tok, slot = torch.where(idx == e)
+        h = F.gelu(x[tok] @ layer.w_in[e] + layer.b_in[e])
+        out.index_add_(0, tok, (h @ layer.w_out[e] + layer.b_out[e]) * gates[tok, slot, None])
+    return out
+
+
+@pytest.mark.parametrize("mode", ["topk_softmax", "softmax_topk"])
+def test_matches_the_per_expert_loop(mode):
+    layer = _moe(mode=mode)
+    x = torch.randn(50, 16)
+    torch.testing.assert_close(layer(x), _reference(layer, x), rtol=1e-5, atol=1e-5)
+
+
+def test_every_token_gets_k_distinct_experts_and_gates_sum_to_one():
+    layer = _moe(n_experts=8, top_k=3)
+    logits, idx, gates = layer.router(torch.randn(200, 16))
+    assert idx.shape == (200, 3)
+    assert all(len(set(row)) == 3 for row in idx.tolist())
+    torch.testing.assert_close(gates.sum(-1), torch.ones(200))
+    layer(torch.randn(200, 16))
+    assert int(layer.last_aux["counts"].sum()) == 200 * 3  # dropless: no token lost
+
+
+def test_softmax_then_topk_does_not_renormalise():
+    layer = _moe(mode="softmax_topk")
+    _, _, gates = layer.router(torch.randn(30, 16))
+    assert bool((gates.sum(-1) < 1).all())
+
+
+def test_grouped_linear_equals_per_expert_matmul():
+    x, w, b = torch.randn(10, 4), torch.randn(3, 4, 5), torch.randn(3, 5)
+    counts = [3, 0, 7]
+    ref = torch.cat([x[:3] @ w[0] + b[0], x[3:] @ w[2] + b[2]])
+    torch.testing.assert_close(grouped_linear(x, w, b, counts), ref)
+
+
+def test_balance_loss_on_a_hand_built_case():
+    # 4 tokens, 2 experts, top-1: tokens 0,1,2 -> expert 0, token 3 -> expert 1
+    probs = torch.tensor([[0.9, 0.1], [0.8, 0.2], [0.6, 0.4], [0.3, 0.7]])
+    ids = torch.tensor([[0], [0], [0], [1]])
+    # f = (3/4, 1/4), P = (0.65, 0.35): 2 * (0.75*0.65 + 0.25*0.35) = 1.15
+    assert switch_balance_loss(probs, ids, 2).item() == pytest.approx(1.15)
+    layer = MoE(2, 4, 2, 1)
+    with torch.no_grad():
+        layer.router.weight.copy_(torch.eye(2))
+    x = torch.log(probs)  # router logits = x, so softmax(logits) = probs
+    layer(x)
+    assert layer.last_aux["balance"].item() == pytest.approx(1.15, rel=1e-6)
+
+
+@pytest.mark.parametrize("dtype, tol", [(torch.float32, 1e-5), (torch.float64, 1e-12)])
+def test_upcycling_is_exact(dtype, tol):
+    dense = perturbed(build_model(small_config(), seed=2).to(dtype))
+    before = copy.deepcopy(dense.state_dict())
+    moe = upcycle(dense, 8, 2, seed=3)
+    x = torch.randint(0, 97, (4, 32))
+    res = check_preservation(dense, moe, x)
+    assert res.logit_diff <= tol and res.overall <= tol
+    assert all(torch.equal(before[k], v) for k, v in dense.state_dict().items())  # input untouched
+    assert moe.cfg.n_experts == 8 and not dense.cfg.is_moe
+    counts = torch.stack([m.last_aux["counts"] for m in moe.moe_layers()])
+    assert int((counts > 0).sum()) > 8  # the check really exercised several experts
+
+
+def test_drop_upcycling_and_softmax_topk_are_not_exact():
+    dense = perturbed(build_model(small_config(), seed=2))
+    x = torch.randint(0, 97, (2, 32))
+    assert check_preservation(dense, upcycle(dense, 4, 2, drop_ratio=0.5), x).logit_diff > 1e-3
+    assert check_preservation(dense, upcycle(dense, 4, 2, router_mode="softmax_topk"), x).logit_diff > 1e-3
+
+
+def test_after_one_step_experts_differ_and_router_learns():
+    dense = build_model(small_config(), seed=2)
+    moe = upcycle(dense, 4, 2, seed=3)
+    x, y = torch.randint(0, 97, (2, 8, 32))
+    opt = make_optimizer(moe, 1e-2, 0.0, "cpu")
+    loss = lm_loss(moe, x, y) + 0.01 * torch.stack([m.last_aux["balance"] for m in moe.moe_layers()]).mean()
+    loss.backward()
+    layer = moe.moe_layers()[0]
+    assert layer.router.weight.grad.abs().sum() > 0
+    opt.step()
+    assert not torch.equal(layer.w_in[0], layer.w_in[1])
+
+
+def test_upcycling_the_seed_architecture_is_exact():
+    # the seed's d_model, heads, MLP, layers, experts; vocab reduced to keep memory small
+    cfg = PRESETS["seed"].model.__class__(**{**PRESETS["seed"].model.__dict__, "vocab_size": 512})
+    dense = build_model(cfg, seed=0)
+    moe = upcycle(dense, 8, 2)
+    res = check_preservation(dense, moe, torch.randint(0, 512, (1, 64)))
+    assert res.logit_diff <= 1e-5
+
+
+def test_upcycle_rejects_a_moe():
+    moe = upcycle(build_model(small_config()), 4, 2)
+    with pytest.raises(ValueError, match="already a MoE"):
+        upcycle(moe, 4, 2)

@@ -1,0 +1,80 @@
+"""The command end to end at tiny size: the seed's layout, files, and one-line errors."""
+
+import re
+import subprocess
+import sys
+
+import pytest
+
+from growlib.config import PRESETS
+from growlib.pipeline import open_session, run
+
+SEED_FILES = ["dense_model", "moe_model_init", "moe_model_final", "large_moe_final"]
+
+
+def test_three_phases_in_the_seeds_layout(tmp_path, sample_path, capsys):
+    s = run(preset="tiny", data=str(sample_path), out=tmp_path)
+    out = capsys.readouterr().out
+    lines = out.splitlines()
+    # phase banners, in order, each framed by rules
+    titles = [l.strip() for l in lines if re.match(r"^  Phase \d", l) and ":" not in l]
+    assert titles == ["Phase 1 — Dense", "Phase 2 — MoE", "Phase 3  —  Bilateral Growth (Width x2, Layers +2)",
+                      "Phase 3 — Large MoE (Bilateral Growth)"]
+    assert "  Steps: 60  |  LR: 0.003  |  Device: cpu" in lines
+    assert any(re.fullmatch(r"  Active Params/tok: +\d+\.\d\d M  \(top-2 of 4 experts\)", l) for l in lines)
+    assert any(re.fullmatch(r"  Efficiency: \d+\.\d% active per forward pass", l) for l in lines)
+    step_lines = [l for l in lines if l.startswith("  step ")]
+    assert all(re.fullmatch(r"  step +\d+ \| loss \d+\.\d{4} \| \d+\.\ds", l) for l in step_lines)
+    assert "[Bilateral Growth] Scaling x2 width, +2 layers..." in lines
+    assert "  ✓ PASSED — functional equivalence confirmed (< 0.0001)" in lines
+    # the BOUNDARY SUMMARY closes the run
+    start = lines.index("BOUNDARY SUMMARY")
+    labels = [l.split(":")[0].strip() for l in lines[start + 2:-1] if ":" in l]
+    assert labels == ["Phase 1 final loss", "Phase 2 first loss", "Phase 2 final loss", "Phase 1→2 jump",
+                      "Phase 1→2 jump (exact)", "Phase 2 total drop", "Phase 3 first loss", "Phase 3 final loss",
+                      "Phase 2→3 jump", "Phase 2→3 jump (exact)", "Phase 3 total drop"]
+    # the exact jumps: same validation batches before/after each transition
+    assert abs(s.boundary["val_after_2"] - s.boundary["val_before_2"]) < 1e-4
+    assert abs(s.boundary["val_after_3"] - s.boundary["val_before_3"]) < 1e-4
+    assert s.results[2].final_loss < s.results[2].first_loss  # phase 2 keeps learning
+    for name in SEED_FILES:
+        assert (tmp_path / f"{name}.safetensors").exists() and (tmp_path / f"{name}.json").exists()
+    assert (tmp_path / "training_history.jsonl").exists()
+
+
+def _cli(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "growlib", *args], capture_output=True, text=True, cwd=cwd,
+                          env={"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin"})
+
+
+@pytest.mark.parametrize("args, message", [
+    (["run", "--preset", "huge"], "unknown preset 'huge'"),
+    (["run", "--preset", "tiny", "--data", "/nonexistent.txt"], "does not exist"),
+    (["run", "--preset", "tiny", "--steps", "0"], "is not > 0"),
+    (["run", "--preset", "tiny", "--out", "/proc/version"], "is a file"),
+    (["run", "--preset", "tiny", "--scale-factor", "0.5"], "accepted a number >= 1"),
+    (["budget", "--preset", "huge"], "unknown preset"),
+])
+def test_bad_arguments_give_one_line_and_exit_2(tmp_path, args, message):
+    res = _cli(*args, cwd=tmp_path)
+    assert res.returncode == 2
+    err = res.stderr.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ") and message in err[0], res.stderr
+    assert "Traceback" not in res.stderr
+    assert not (tmp_path / "checkpoints").exists()  # nothing was written
+
+
+def test_budget_seed_prints_the_exact_count():
+    res = _cli("budget", "--preset", "seed")
+    assert res.returncode == 0
+    assert "  Total Parameters:   100.04 M" in res.stdout
+    assert "exact: 100,038,016 total, 100,038,016 active; analytic 100,038,016 / 100,038,016  match: True" in res.stdout
+    assert "371,640,256 total, 138,878,272 active" in res.stdout and "2,155,790,208 total" in res.stdout
+
+
+def test_vocab_smaller_than_the_tokenizer_is_rejected(tmp_path, monkeypatch):
+    import dataclasses
+    p = PRESETS["tiny"]
+    small = dataclasses.replace(p, model=dataclasses.replace(p.model, vocab_size=100))
+    with pytest.raises(ValueError, match="vocab_size = 100 is smaller than the tokenizer's"):
+        open_session(small, data="bundled", out=tmp_path, verbose=False)
