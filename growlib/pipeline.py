@@ -63,9 +63,12 @@ class Session:
         if self.verbose:
             print(text)
 
-    def save(self, model: GPT, name: str) -> None:
+    def save(self, model: GPT, name: str, phase: int) -> None:
+        """Checkpoint ``model``, with this phase's logged records and the boundary figures so far."""
         if self.out is not None:
-            save_checkpoint(model, self.out, name, extra={"preset": self.preset.name})
+            records = [r for r in self.history.records if r["phase"] == phase]
+            extra = {"preset": self.preset.name, "phase": phase, "history": records, "boundary": self.boundary}
+            save_checkpoint(model, self.out, name, extra=extra)
             self.say(f"  [checkpoint] {self.out / (name + '.safetensors')}")
 
     def eval(self, model: GPT) -> float:
@@ -110,7 +113,7 @@ def phase1(s: Session) -> GPT:
                                val_batches=s.val_batches)
     s.boundary["p1_final"] = s.results[1].final_loss
     s.boundary["val_before_2"] = s.results[1].eval_loss
-    s.save(model, "dense_model")
+    s.save(model, "dense_model", 1)
     return model
 
 
@@ -124,7 +127,7 @@ def phase2(s: Session, dense: GPT) -> GPT:
     s.say(f"  max |Δlogit| on the fixed validation batch: {s.preservation[2].logit_diff:.2e}")
     s.boundary.setdefault("val_before_2", s.eval(dense))
     s.boundary["val_after_2"] = s.eval(moe)
-    s.save(moe, "moe_model_init")
+    s.save(moe, "moe_model_init", 2)
     s.say()
     s.say(phase_banner("Phase 2 — MoE", s.train.steps_phase2, s.train.lr_phase2, s.device,
                        param_report(moe, s.train.seq_len)))
@@ -134,7 +137,7 @@ def phase2(s: Session, dense: GPT) -> GPT:
     s.boundary["p2_first"] = s.results[2].first_loss
     s.boundary["p2_final"] = s.results[2].final_loss
     s.boundary["val_before_3"] = s.results[2].eval_loss
-    s.save(moe, "moe_model_final")
+    s.save(moe, "moe_model_final", 2)
     return moe
 
 
@@ -160,7 +163,7 @@ def phase3(s: Session, moe: GPT) -> GPT:
                                val_batches=s.val_batches)
     s.boundary["p3_first"] = s.results[3].first_loss
     s.boundary["p3_final"] = s.results[3].final_loss
-    s.save(grown, "large_moe_final")
+    s.save(grown, "large_moe_final", 3)
     return grown
 
 

@@ -1,0 +1,150 @@
+"""The notebooks' figures: loss curves, parameter budgets, memory, expert load, preservation.
+
+Every function draws on a Matplotlib ``Axes`` it is given (or a new one) and
+returns it, so a notebook can combine figures and a test can call them headless.
+"""
+
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import numpy as np
+
+from .accounting import ParamReport
+from .memory import GB, MemoryPlan
+from .verify import Preservation
+
+PHASE_COLORS = {1: "tab:blue", 2: "tab:orange", 3: "tab:green"}
+
+
+def _axes(ax=None, figsize=(7, 3.5)):
+    if ax is None:
+        _, ax = plt.subplots(figsize=figsize)
+    return ax
+
+
+def plot_loss(records: list[dict], ax=None, title: str = "Training loss across phases"):
+    """Logged training loss against the global step, one colour per phase, boundaries marked."""
+    ax = _axes(ax)
+    offset, boundaries = 0, []
+    for phase in sorted({r["phase"] for r in records if "loss" in r}):
+        rows = [r for r in records if r["phase"] == phase and "loss" in r]
+        steps = np.array([r["step"] for r in rows]) + offset
+        ax.plot(steps, [r["loss"] for r in rows], marker=".", color=PHASE_COLORS.get(phase), label=f"phase {phase}")
+        evals = [r for r in records if r["phase"] == phase and "eval_loss" in r]
+        if evals:
+            ax.scatter([evals[-1]["step"] + offset], [evals[-1]["eval_loss"]], marker="*", s=120,
+                       color=PHASE_COLORS.get(phase), edgecolor="k", zorder=3)
+        offset = steps[-1] + 1
+        boundaries.append(offset)
+    for b in boundaries[:-1]:
+        ax.axvline(b - 0.5, color="grey", ls="--", lw=1)
+    ax.set_xlabel("step (all phases)")
+    ax.set_ylabel("loss (nats/token)")
+    ax.set_title(title + "  (★ = validation loss at the end of a phase)")
+    ax.legend()
+    return ax
+
+
+def plot_budget(reports: dict[int, ParamReport], ax=None, title: str = "Parameters per phase"):
+    """Stacked bars: active parameters per token and idle experts, per phase (millions)."""
+    ax = _axes(ax, (6, 3.5))
+    phases = sorted(reports)
+    active = np.array([reports[p].active for p in phases]) / 1e6
+    idle = np.array([reports[p].inactive for p in phases]) / 1e6
+    labels = [f"phase {p}" for p in phases]
+    ax.bar(labels, active, color="tab:blue", label="active per token")
+    ax.bar(labels, idle, bottom=active, color="tab:gray", alpha=0.6, label="idle experts")
+    for i, p in enumerate(phases):
+        ax.text(i, active[i] + idle[i], f"{reports[p].total / 1e6:,.1f} M\n{100 * reports[p].efficiency:.1f}% active",
+                ha="center", va="bottom", fontsize=8)
+    ax.set_ylabel("parameters (M)")
+    ax.set_title(title)
+    ax.set_ylim(0, (active + idle).max() * 1.3)
+    ax.legend(loc="upper left")
+    return ax
+
+
+def plot_memory(plans: dict[int, MemoryPlan], available: float | None = None, ax=None,
+                title: str = "Training memory per phase (estimate)"):
+    """Stacked bars of the seed's memory table, with this machine's memory as a line."""
+    ax = _axes(ax, (6, 3.5))
+    phases = sorted(plans)
+    parts = [("model", "tab:blue"), ("gradients", "tab:orange"), ("optimizer", "tab:green"),
+             ("activations", "tab:red")]
+    bottom = np.zeros(len(phases))
+    for name, color in parts:
+        vals = np.array([getattr(plans[p], name) for p in phases]) / GB
+        ax.bar([f"phase {p}" for p in phases], vals, bottom=bottom, color=color, label=name)
+        bottom += vals
+    if available:
+        ax.axhline(available / GB, color="k", ls="--", lw=1, label=f"this machine ({available / GB:.0f} GB)")
+    ax.set_ylabel("GB")
+    ax.set_title(title)
+    ax.legend(fontsize=8)
+    return ax
+
+
+def plot_expert_load(records: list[dict], phase: int = 2, fig=None):
+    """Heatmap per layer: share of routed tokens per expert (rows) at each logged step (columns)."""
+    rows = [r for r in records if r["phase"] == phase and "expert_tokens" in r]
+    if not rows:
+        raise ValueError(f"no expert statistics for phase {phase} in these records")
+    load = np.array([r["expert_tokens"] for r in rows], dtype=float)  # [steps, layers, experts]
+    load /= load.sum(-1, keepdims=True)
+    n_layers, n_exp = load.shape[1], load.shape[2]
+    fig = fig or plt.figure(figsize=(min(3 * n_layers, 14), 2.8))
+    axes = fig.subplots(1, n_layers, squeeze=False)[0]
+    for layer, ax in enumerate(axes):
+        im = ax.imshow(load[:, layer].T, aspect="auto", cmap="viridis", vmin=0, vmax=max(2.0 / n_exp, load.max()),
+                       extent=(rows[0]["step"], rows[-1]["step"], n_exp - 0.5, -0.5))
+        ax.set_title(f"layer {layer}", fontsize=9)
+        ax.set_xlabel("step")
+        if layer == 0:
+            ax.set_ylabel("expert")
+    fig.colorbar(im, ax=list(axes), label="share of tokens")
+    fig.suptitle(f"Expert load in phase {phase} (balanced = {1 / n_exp:.3f})", fontsize=10)
+    return fig
+
+
+def plot_preservation(results: dict[str, Preservation], ax=None, floor: float = 1e-9,
+                      title: str = "Per-layer preservation after growth"):
+    """max |Δ| of the residual stream after each layer (log scale), one line per growth variant."""
+    ax = _axes(ax, (7, 3.8))
+    for label, res in results.items():
+        diffs = np.maximum(np.array(res.layer_diffs), floor)
+        line, = ax.plot(range(len(diffs)), diffs, marker="o", label=label)
+        ins = [i for i, f in enumerate(res.inserted) if f]
+        ax.scatter(ins, diffs[ins], marker="s", s=60, facecolors="none", edgecolors=line.get_color())
+    ax.axhline(1e-4, color="red", ls="--", lw=1, label="threshold 1e-4")
+    ax.set_yscale("log")
+    ax.set_xlabel("layer of the grown model (□ = inserted layer)")
+    ax.set_ylabel("max |Δ residual|")
+    ax.set_title(title)
+    ax.legend(fontsize=7, ncol=2)
+    return ax
+
+
+def draw_matrix(ax, w, title: str, vmax: float | None = None):
+    """A small weight matrix as a heatmap, rows = outputs, columns = inputs."""
+    w = np.asarray(w, dtype=float)
+    vmax = vmax or float(np.abs(w).max()) or 1.0
+    ax.imshow(w, cmap="RdBu_r", vmin=-vmax, vmax=vmax)
+    ax.set_title(title, fontsize=9)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    return ax
+
+
+def budget_and_memory_figure(model_cfg, growth, batch_size: int, seq_len: int, available: float | None = None):
+    """Parameters and training memory of the three phases for one growth plan (the explorer's figure)."""
+    from .budget import phase_configs, phase_reports
+    from .memory import estimate_memory
+
+    reports = phase_reports(model_cfg, growth, seq_len)
+    plans = {p: estimate_memory(c, batch_size, seq_len) for p, c in phase_configs(model_cfg, growth).items()}
+    fig, (a, b) = plt.subplots(1, 2, figsize=(12, 3.8))
+    plot_budget(reports, a, title=f"Parameters (x{growth.scale_factor:g} width, +{growth.extra_layers} layers, "
+                                  f"top-{growth.top_k} of {growth.n_experts})")
+    plot_memory(plans, available, b, title=f"Training memory, batch {batch_size} x {seq_len} tokens (fp32 AdamW)")
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,143 @@
+# ---
+# jupyter:
+#   jupytext:
+#     cell_metadata_filter: -all
+#     formats: ipynb,py:percent
+#     notebook_metadata_filter: kernelspec,jupytext,-jupytext.text_representation.jupytext_version
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 00 · Growing a language model: the plan
+#
+# This series trains a small GPT on children's stories and then makes it **bigger without
+# starting over**:
+#
+# 1. **Dense** (notebook 01): a GPT with RoPE, GELU MLPs and tied embeddings learns the stories.
+# 2. **MoE** (notebook 02): each MLP is *upcycled* into 8 copies (experts) and a router picks 2
+#    of them per token. At the moment of upcycling the model computes exactly the same function;
+#    training then lets the experts specialise.
+# 3. **Bilateral growth** (notebook 03): the MoE becomes twice as wide and 4 layers deeper, again
+#    without changing what it computes, verified layer by layer, and training continues.
+#
+# **Why grow instead of training the big model from scratch?** A big model trained from scratch
+# spends its first thousands of steps learning what a small model learns far more cheaply:
+# spelling, grammar, who the characters are. Growth hands that knowledge to the big model
+# for free, so the expensive steps are spent on what only the big model can learn. Papers
+# report 33-57% of the compute saved (LEMON, G_stack, bert2BERT); notebook 04 (when it lands)
+# measures it here.
+#
+# This notebook trains nothing. It counts: how many parameters each phase has, how many a
+# token actually uses, and how much memory training each phase needs.
+
+# %%
+# %matplotlib inline
+import growlib as gl
+from growlib import plots
+
+# %% [markdown]
+# ## The seed's three models, counted on the meta device
+#
+# `build_model(cfg, device="meta")` creates every tensor's *shape* without its memory, so the
+# 2-billion-parameter phase-3 model is counted instantly. Each count is checked against a
+# hand count from the config (`match: True`), the habit of nanoGPT's sizing notebook.
+
+# %%
+seed = gl.get_preset("seed")
+for line in gl.budget_table(seed.model, seed.growth):
+    print(line)
+
+# %% [markdown]
+# **Read the table.** The dense model has exactly 100,038,016 parameters ("100.04 M"), the MoE
+# 371.64 M of which a token uses 138.88 M (2 of 8 experts in each of 7 layers: 42 experts sit
+# idle for any one token). The last line is the honest one:
+
+# %%
+reports = gl.phase_reports(seed.model, seed.growth)
+print(gl.seed_discrepancy_line(reports[3]))
+
+# %% [markdown]
+# The seed's text promised ~1.47 B parameters for phase 3. But doubling the width roughly
+# **quadruples** every weight matrix (both sides double) and the 4 extra layers add 4/7 more:
+# 371.64 M becomes 2,155,790,208 parameters, of which 693,264,000 are active (32.2%: the shared
+# attention and embedding weights are a smaller share now). We print the truth.
+#
+# ## The budget as a chart
+#
+# Blue is what one token passes through; grey is the experts it skips. Look at how the grey
+# part (capacity that costs memory but not compute) grows faster than the blue.
+
+# %%
+plots.plot_budget(reports, title="The seed's three phases");
+
+# %% [markdown]
+# ## Memory: will it fit?
+#
+# Training in fp32 with AdamW needs, per parameter, 4 bytes for the weight, 4 for its gradient
+# and 8 for the optimizer's two moments: 16 bytes. Activations (what the forward pass keeps for
+# the backward pass) come on top and grow with batch × sequence length.
+
+# %%
+configs = gl.phase_configs(seed.model, seed.growth)
+available = gl.system_memory_bytes()
+plans = {p: gl.estimate_memory(c, seed.train.batch_size, seed.train.seq_len) for p, c in configs.items()}
+for p, plan in plans.items():
+    print("\n".join(plan.lines(f"phase {p}", available)))
+plots.plot_memory(plans, available);
+
+# %% [markdown]
+# **What to notice:** phases 1 and 2 fit easily. Phase 3, at 2.16 B parameters, needs far more
+# than a 24 GB laptop has: the seed's table (~24 GB) was computed for its mistaken 1.47 B
+# figure. The seed's own fallbacks help: width ×1.5 instead of ×2, +2 layers instead of +4,
+# batch 4 instead of 8. Try them in the explorer below.
+#
+# ## Explorer: change the growth plan
+#
+# The figure below is drawn with the seed's defaults. When you run this notebook yourself,
+# the sliders under it redraw both charts (no training happens, only counting).
+
+# %%
+import ipywidgets as widgets
+from IPython.display import display
+
+
+def explore(scale_factor=2.0, extra_layers=4, n_experts=8, top_k=2, batch=8):
+    top_k = min(top_k, n_experts)
+    growth = gl.GrowthConfig(n_experts=n_experts, top_k=top_k, scale_factor=scale_factor, extra_layers=extra_layers)
+    plots.budget_and_memory_figure(seed.model, growth, batch, seed.train.seq_len, available)
+
+
+explore()  # the static figure, at the seed's defaults
+
+# %%
+controls = dict(
+    scale_factor=widgets.SelectionSlider(options=[1.0, 1.5, 2.0, 3.0], value=2.0, description="width ×"),
+    extra_layers=widgets.IntSlider(value=4, min=0, max=8, description="+ layers"),
+    n_experts=widgets.IntSlider(value=8, min=2, max=16, description="experts"),
+    top_k=widgets.IntSlider(value=2, min=1, max=4, description="top-k"),
+    batch=widgets.SelectionSlider(options=[1, 2, 4, 8, 16], value=8, description="batch"),
+)
+display(widgets.HBox([widgets.VBox(list(controls.values())[:3]), widgets.VBox(list(controls.values())[3:])]),
+        widgets.interactive_output(explore, controls))
+
+# %% [markdown]
+# ## What this machine will run
+#
+# The notebooks pick a preset for the machine they run on: the seed's sizes on a GPU or an
+# Apple-silicon Mac, and the small `cpu` preset on a plain CPU, where all three phases finish
+# in minutes. The `cpu` preset keeps the seed's shape (×2 width, +4 layers, 8 experts, top-2)
+# at a size a CPU can train.
+
+# %%
+name = gl.default_preset()
+preset = gl.get_preset(name)
+print(f"preset for this machine: {name!r} ({preset.description})")
+for line in gl.budget_table(preset.model, preset.growth)[:5]:
+    print(line)

@@ -1,0 +1,99 @@
+# ---
+# jupyter:
+#   jupytext:
+#     cell_metadata_filter: -all
+#     formats: ipynb,py:percent
+#     notebook_metadata_filter: kernelspec,jupytext,-jupytext.text_representation.jupytext_version
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 01 · Phase 1: a dense GPT learns to tell stories
+#
+# We train the model that everything later grows from: a pre-LayerNorm GPT with rotary
+# position embeddings (RoPE), GELU MLPs four times as wide as the model, biases everywhere
+# and an output layer that reuses the input embedding ("tied" weights).
+
+# %%
+# %matplotlib inline
+import growlib as gl
+from growlib import plots
+
+# %% [markdown]
+# ## The data
+#
+# growlib trains on TinyStories (Eldan & Li, 2023) when the Hugging Face hub or its local cache
+# can serve it. Offline it says so within a second and falls back to its own **synthetic**
+# stories: a seeded generator of simple children's stories with characters, places, a problem,
+# its resolution and a moral. The line printed below tells you which one this run used.
+
+# %%
+session = gl.notebook_session()
+corpus = session.data.corpus
+print(f"\ncorpus: {corpus.label}")
+for story in corpus.docs[:2]:
+    print("\n" + story)
+
+# %% [markdown]
+# ## The tokenizer
+#
+# Text becomes integers through a byte-level BPE: frequent character sequences become single
+# tokens. On the bundled corpus growlib trains its own BPE (cached under `data/cache/`); on
+# TinyStories with the seed's 50,257-token vocabulary it uses GPT-Neo's, as TinyStories did.
+
+# %%
+text = "Once upon a time, there was a little girl named Lily."
+ids = session.data.encode(text)
+print(f"{session.data.vocab_size:,} tokens in the vocabulary; {len(text)} characters -> {len(ids)} tokens")
+print([session.data.decode([i]) for i in ids.tolist()])
+
+# %% [markdown]
+# ## The model
+#
+# The preset's configuration, its parameters counted two ways (by the tensors, and by hand
+# from the config), and the text it writes *before* any training: random tokens.
+
+# %%
+cfg = session.preset.model
+print(cfg)
+untrained = gl.build_model(cfg, seed=session.train.seed)
+print(gl.count_match_line(untrained))
+print("\nbefore training:", gl.sample_text(untrained, session, tokens=30))
+
+# %% [markdown]
+# ## Training phase 1
+#
+# The console output is the seed's: a banner with the parameter report, then the loss every
+# few steps with the time since the phase began. AdamW, a short linear warm-up, cosine decay,
+# gradient clipping at 1.0. At the end the model is evaluated on fixed held-out batches (the
+# same batches every later phase is measured on) and saved as `dense_model.safetensors`.
+# If an earlier run left that checkpoint, it is loaded instead.
+
+# %%
+dense = gl.ensure_phase(session, 1)
+
+# %% [markdown]
+# ## The loss curve
+#
+# The loss starts near ln(vocabulary size), the loss of a uniform guess, and falls fast as the
+# model learns which tokens are common, then more slowly as it learns grammar and the shape of
+# a story. The star is the validation loss on held-out stories: close to the training loss,
+# so the model is not memorising.
+
+# %%
+plots.plot_loss(session.history.records, title="Phase 1: dense training");
+
+# %% [markdown]
+# ## What the trained model writes
+#
+# Same prompt, same sampling seed as above. Compare with the random tokens before training.
+
+# %%
+print(gl.sample_text(dense, session, tokens=80))
