@@ -121,14 +121,78 @@ def _grow_worker() -> dict:
 
 
 def bench_grow() -> dict:
-    code = "import json; from growlib.bench import _grow_worker; print(json.dumps(_grow_worker()))"
+    return _in_subprocess("_grow_worker")
+
+
+def bench_matmul_peak(n: int = 2048, repeats: int = 10) -> dict:
+    """This machine's fp32 matmul rate: the best of ``repeats`` square n x n products."""
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    for _ in range(3):
+        a @ b
+    best = min(_time(lambda: a @ b, repeats=1, warmup=0) for _ in range(repeats))
+    return {"matmul_peak_gflops": 2 * n ** 3 / best / 1e9}
+
+
+def _step_worker(preset: str, phase: int, steps: int) -> dict:
+    """Fresh process: time ``steps`` training steps of one phase's model at its preset's batch."""
+    from .accounting import training_flops_per_token
+    from .budget import phase_configs
+    from .config import get_preset
+    from .model import build_model
+    from .train import lm_loss, make_optimizer
+
+    p = get_preset(preset)
+    cfg = phase_configs(p.model, p.growth)[phase]
+    t = p.train
+    model = build_model(cfg, seed=0)
+    opt = make_optimizer(model, 1e-4, t.weight_decay, "cpu")
+    gen = torch.Generator().manual_seed(0)
+    x, y = torch.randint(0, cfg.vocab_size, (2, t.batch_size, t.seq_len), generator=gen)
+
+    def step():
+        opt.zero_grad(set_to_none=True)
+        lm_loss(model, x, y).backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), t.grad_clip)
+        opt.step()
+
+    step()  # warm-up: allocates the optimizer state
+    times = [_time(step, repeats=1, warmup=0) for _ in range(steps)]
+    tokens = t.batch_size * t.seq_len
+    flops = training_flops_per_token(cfg, t.seq_len) * tokens
+    sec = statistics.median(times)
+    return {"step_seconds": sec, "step_gflops": flops / sec / 1e9, "tokens_per_second": tokens / sec,
+            "peak_rss_gb": _peak_rss_gb(), "step_times": times}
+
+
+def _in_subprocess(worker: str, *args) -> dict:
+    code = f"import json; from growlib.bench import {worker}; print(json.dumps({worker}(*{args!r})))"
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     if res.returncode != 0:
-        raise RuntimeError(f"grow benchmark failed:\n{res.stderr[-2000:]}")
+        raise RuntimeError(f"benchmark {worker}{args} failed:\n{res.stderr[-2000:]}")
     return json.loads(res.stdout.strip().splitlines()[-1])
 
 
-BENCHES = {"moe": bench_moe, "grow": bench_grow}
+def bench_steps() -> dict:
+    """Training steps of the cpu preset and of the seed's dense and MoE models, against the matmul peak."""
+    peak = bench_matmul_peak()["matmul_peak_gflops"]
+    out = {"matmul_peak_gflops": peak}
+    for key, preset, phase, steps in (("cpu_dense", "cpu", 1, 10), ("cpu_grown", "cpu", 3, 3),
+                                      ("seed_dense", "seed", 1, 3), ("seed_moe", "seed", 2, 2)):
+        r = _in_subprocess("_step_worker", preset, phase, steps)
+        out[f"{key}_step_seconds"] = r["step_seconds"]
+        out[f"{key}_tokens_per_second"] = r["tokens_per_second"]
+        out[f"{key}_step_gflops"] = r["step_gflops"]
+        out[f"{key}_step_fraction_of_peak"] = r["step_gflops"] / peak
+        out[f"{key}_peak_rss_gb"] = r["peak_rss_gb"]
+    return out
+
+
+def bench_all() -> dict:
+    """Every figure in one run: steps against the matmul peak, the MoE layer, growth."""
+    return {**bench_steps(), **bench_moe(), **bench_grow()}
+
+
+BENCHES = {"all": bench_all, "moe": bench_moe, "grow": bench_grow, "steps": bench_steps, "peak": bench_matmul_peak}
 
 
 def run_bench(which: str, json_path: str | None = None) -> dict:
@@ -138,7 +202,8 @@ def run_bench(which: str, json_path: str | None = None) -> dict:
     figures = BENCHES[which]()
     width = max(len(k) for k in figures)
     for k, v in figures.items():
-        print(f"  {k:<{width}}  {v:.4g}" if isinstance(v, float) else f"  {k:<{width}}  {v}")
+        shown = f"{v:.4g}" if isinstance(v, float) else (", ".join(f"{t:.3g}" for t in v) if isinstance(v, list) else v)
+        print(f"  {k:<{width}}  {shown}")
     if json_path:
         with open(json_path, "w") as f:
             json.dump(figures, f, indent=1)

@@ -47,7 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
     budget.add_argument("--extra-layers", type=int, default=None)
 
     bench = sub.add_parser("bench", help="benchmarks (figures, not tests)")
-    bench.add_argument("which", nargs="?", default="moe", choices=["moe", "grow"])
+    bench.add_argument("which", nargs="?", default="all", choices=["all", "peak", "steps", "moe", "grow"])
     bench.add_argument("--json", default=None, help="also write the figures to this JSON file")
     return parser
 

@@ -41,7 +41,8 @@ def boundary_summary(s: dict) -> str:
     """The seed's BOUNDARY SUMMARY, plus the exact jumps on fixed validation batches.
 
     ``s`` holds p1_final, p2_first, p2_final, p3_first, p3_final (training losses)
-    and, where measured, val_before_2/val_after_2/val_before_3/val_after_3.
+    and, where measured, validation losses on the fixed batches: val_before_N and
+    val_after_N around each transition, val_end_N at the end of phase N.
     """
     f = lambda v: f"{v:8.4f}"
     lines = ["BOUNDARY SUMMARY", DOUBLE]
@@ -55,6 +56,9 @@ def boundary_summary(s: dict) -> str:
             lines.append(f"  Phase 1→2 jump (exact)  : {s['val_after_2'] - s['val_before_2']:8.1e}"
                          "  ← same validation batches before/after upcycling")
         lines.append(f"  Phase 2 total drop      : {f(s['p2_first'] - s['p2_final'])}")
+        if "val_after_2" in s and "val_end_2" in s:
+            lines.append(f"  Phase 2 drop (val)      : {f(s['val_after_2'] - s['val_end_2'])}"
+                         "  ← same validation batches, start to end of the phase")
     if "p3_first" in s:
         jump23 = s["p3_first"] - s["p2_final"]
         lines += ["", f"  Phase 3 first loss      : {f(s['p3_first'])}",
@@ -64,5 +68,8 @@ def boundary_summary(s: dict) -> str:
             lines.append(f"  Phase 2→3 jump (exact)  : {s['val_after_3'] - s['val_before_3']:8.1e}"
                          "  ← VERY small means success!")
         lines.append(f"  Phase 3 total drop      : {f(s['p3_first'] - s['p3_final'])}")
+        if "val_after_3" in s and "val_end_3" in s:
+            lines.append(f"  Phase 3 drop (val)      : {f(s['val_after_3'] - s['val_end_3'])}"
+                         "  ← same validation batches, start to end of the phase")
     lines.append(DOUBLE)
     return "\n".join(lines)

@@ -176,7 +176,7 @@ def train_tokenizer(corpus: Corpus, vocab_size: int):
                                   show_progress=False)
     tok.train_from_iterator(corpus.docs, trainer=trainer)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")  # per process: notebooks run in parallel in CI
     tok.save(str(tmp))
     os.replace(tmp, path)
     return tok

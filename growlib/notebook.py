@@ -16,7 +16,7 @@ import torch
 from .checkpoint import checkpoint_exists, load_checkpoint
 from .data import DATA_DIR
 from .model import GPT
-from .pipeline import Session, open_session, phase1, phase2, phase3
+from .pipeline import Session, open_session, phase1, phase2, phase3, shown_path
 from .train import PhaseResult, pick_device
 
 STEPS_VAR = "GROWLIB_STEPS"
@@ -46,7 +46,7 @@ def notebook_session(preset: str | None = None, data: str = "auto", verbose: boo
     out = RUNS_DIR / f"{preset}-{steps or 'full'}-{data if os.sep not in data else Path(data).stem}"
     s = open_session(preset, data=data, steps=steps, out=out, verbose=verbose, fresh_history=False)
     length = "full length" if steps is None else f"shortened to {steps} steps per phase by {STEPS_VAR}"
-    s.say(f"[notebook] preset {preset!r} on {s.device}, {length}; checkpoints in {out}")
+    s.say(f"[notebook] preset {preset!r} on {s.device}, {length}; checkpoints in {shown_path(out)}")
     return s
 
 
@@ -78,9 +78,9 @@ def ensure_phase(s: Session, phase: int, previous: GPT | None = None) -> GPT:
                 _restore(s, p, load_checkpoint(s.out, PHASE_CHECKPOINT[p])[1])
         model, extra, _ = load_checkpoint(s.out, name, device=s.device)
         _restore(s, phase, extra)
-        s.say(f"[notebook] loaded phase {phase} from {s.out / name}.safetensors")
+        s.say(f"[notebook] loaded phase {phase} from {shown_path(s.out / name)}.safetensors")
         return model
-    s.say(f"[notebook] no phase-{phase} checkpoint in {s.out}: making it now")
+    s.say(f"[notebook] no phase-{phase} checkpoint in {shown_path(s.out)}: making it now")
     if phase == 1:
         return phase1(s)
     if previous is None:

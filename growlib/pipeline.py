@@ -28,6 +28,11 @@ from .verify import Preservation, check_preservation
 HISTORY = "training_history.jsonl"
 
 
+def shown_path(path: Path) -> str:
+    """``path`` relative to the working directory (no machine-specific prefix in printed output)."""
+    return os.path.relpath(path)
+
+
 def check_output_dir(out: str | os.PathLike) -> Path:
     """The output folder, created if needed; a clear error if it cannot be written."""
     path = Path(out)
@@ -69,7 +74,7 @@ class Session:
             records = [r for r in self.history.records if r["phase"] == phase]
             extra = {"preset": self.preset.name, "phase": phase, "history": records, "boundary": self.boundary}
             save_checkpoint(model, self.out, name, extra=extra)
-            self.say(f"  [checkpoint] {self.out / (name + '.safetensors')}")
+            self.say(f"  [checkpoint] {shown_path(self.out / (name + '.safetensors'))}")
 
     def eval(self, model: GPT) -> float:
         return evaluate(model, self.val_batches, self.device)
@@ -136,7 +141,7 @@ def phase2(s: Session, dense: GPT) -> GPT:
                                val_batches=s.val_batches)
     s.boundary["p2_first"] = s.results[2].first_loss
     s.boundary["p2_final"] = s.results[2].final_loss
-    s.boundary["val_before_3"] = s.results[2].eval_loss
+    s.boundary["val_before_3"] = s.boundary["val_end_2"] = s.results[2].eval_loss
     s.save(moe, "moe_model_final", 2)
     return moe
 
@@ -163,6 +168,7 @@ def phase3(s: Session, moe: GPT) -> GPT:
                                val_batches=s.val_batches)
     s.boundary["p3_first"] = s.results[3].first_loss
     s.boundary["p3_final"] = s.results[3].final_loss
+    s.boundary["val_end_3"] = s.results[3].eval_loss
     s.save(grown, "large_moe_final", 3)
     return grown
 

@@ -17,11 +17,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
 from .config import TrainConfig
 from .console import step_line
 from .data import TokenData
+from .losses import DEFAULT_CHUNK, chunked_cross_entropy
 from .model import GPT
 
 
@@ -75,10 +75,10 @@ def lr_at(step: int, total: int, peak: float, warmup: int, min_ratio: float) -> 
     return peak * (min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0))))
 
 
-def lm_loss(model: GPT, idx: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """Mean next-token cross-entropy (in fp32 whatever the autocast dtype)."""
-    logits = model(idx)  # [B, T, V]
-    return F.cross_entropy(logits.float().view(-1, logits.shape[-1]), targets.view(-1))
+def lm_loss(model: GPT, idx: torch.Tensor, targets: torch.Tensor, chunk: int = DEFAULT_CHUNK) -> torch.Tensor:
+    """Mean next-token cross-entropy through the tied head, in chunks of tokens (growlib.losses)."""
+    feats = model.features(idx)  # [B, T, d]
+    return chunked_cross_entropy(feats.reshape(-1, feats.shape[-1]), model.tok_emb.weight, targets.reshape(-1), chunk)
 
 
 @torch.no_grad()

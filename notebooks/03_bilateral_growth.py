@@ -122,8 +122,9 @@ fig.tight_layout()
 # %% [markdown]
 # **What to notice:** every preserving variant sits around 1e-6 to 1e-5, float32 rounding, far
 # below the 1e-4 line, at every layer including the inserted ones (squares). The plain G_stack
-# copies jump by orders of magnitude at the first inserted layer and the error carries on to the
-# logits: that model starts phase 3 with a different function (a loss jump it must recover from).
+# copies match exactly up to the last old layer (drawn at the 1e-9 floor: the difference is 0),
+# then jump by many orders of magnitude at the first inserted layer, and the error carries on to
+# the logits: that model starts phase 3 with a different function (a loss jump to recover from).
 #
 # ## Phase 3: grow, verify, train
 #

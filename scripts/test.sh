@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# The test command of the README: unit tests and (from the notebooks' issue on) the notebooks
-# executed by nbmake at reduced steps, two workers with one thread each on a 2-core machine.
+# The test command of the README: the unit tests, and every notebook executed by nbmake with each
+# phase shortened to GROWLIB_STEPS steps; two workers with one thread each fit a 2-core machine.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export OMP_NUM_THREADS=1 HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 MPLBACKEND=Agg
-python -m pytest -n 2 tests "$@"
+export GROWLIB_STEPS="${GROWLIB_STEPS:-5}"
+python -m pytest -n 2 --nbmake tests notebooks "$@"

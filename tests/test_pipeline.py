@@ -31,8 +31,9 @@ def test_three_phases_in_the_seeds_layout(tmp_path, sample_path, capsys):
     start = lines.index("BOUNDARY SUMMARY")
     labels = [l.split(":")[0].strip() for l in lines[start + 2:-1] if ":" in l]
     assert labels == ["Phase 1 final loss", "Phase 2 first loss", "Phase 2 final loss", "Phase 1→2 jump",
-                      "Phase 1→2 jump (exact)", "Phase 2 total drop", "Phase 3 first loss", "Phase 3 final loss",
-                      "Phase 2→3 jump", "Phase 2→3 jump (exact)", "Phase 3 total drop"]
+                      "Phase 1→2 jump (exact)", "Phase 2 total drop", "Phase 2 drop (val)", "Phase 3 first loss",
+                      "Phase 3 final loss", "Phase 2→3 jump", "Phase 2→3 jump (exact)", "Phase 3 total drop",
+                      "Phase 3 drop (val)"]
     # the exact jumps: same validation batches before/after each transition
     assert abs(s.boundary["val_after_2"] - s.boundary["val_before_2"]) < 1e-4
     assert abs(s.boundary["val_after_3"] - s.boundary["val_before_3"]) < 1e-4
