@@ -40,6 +40,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--scale-factor", type=float, default=None, help="width growth factor (seed: 2; fallback 1.5)")
     run.add_argument("--extra-layers", type=int, default=None, help="layers added in phase 3 (seed: 4; fallback 2)")
     run.add_argument("--placement", choices=PLACEMENTS, default=None, help="where the new layers go (seed: end)")
+    run.add_argument("--checkpoint-every", type=_positive_int, default=None,
+                     help="also checkpoint (with optimizer state) every N steps, for --resume")
+    run.add_argument("--resume", action="store_true", help="continue the run in --out from its newest checkpoint")
+    run.add_argument("--overwrite", action="store_true", help="replace a run already in --out")
 
     budget = sub.add_parser("budget", help="parameter table of every phase (meta device: instant)")
     budget.add_argument("--preset", default="seed")
@@ -63,11 +67,20 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "run":
             from .pipeline import run
+            from .train import RunInterrupted
 
             growth = {k: v for k, v in (("scale_factor", args.scale_factor), ("extra_layers", args.extra_layers),
                                         ("placement", args.placement)) if v is not None}
-            run(preset=args.preset or default_preset(args.device), data=args.data, steps=args.steps,
-                out=args.out, device=args.device, growth=growth)
+            try:
+                run(preset=args.preset or default_preset(args.device), data=args.data, steps=args.steps,
+                    out=args.out, device=args.device, growth=growth, resume=args.resume, overwrite=args.overwrite,
+                    checkpoint_every=args.checkpoint_every or 0)
+            except RunInterrupted as stop:
+                print(f"\ninterrupted in phase {stop.phase} before step {stop.next_step}; a checkpoint is in "
+                      f"{args.out}. Continue with the same options plus --resume:\n"
+                      f"  python -m growlib {' '.join(a for a in (argv or sys.argv[1:]) if a != '--overwrite')}"
+                      f" --resume", file=sys.stderr)
+                return 130
         elif args.command == "budget":
             from .budget import print_budget
 

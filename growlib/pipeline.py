@@ -8,21 +8,26 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import signal
 import tempfile
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import torch
 
 from .accounting import param_report
-from .checkpoint import save_checkpoint
+from .checkpoint import load_checkpoint, save_checkpoint
 from .config import GrowthConfig, Preset, TrainConfig, get_preset
 from .console import boundary_summary, phase_banner, section_banner
 from .data import TokenData, load_corpus, load_tokenizer
-from .grow import grow
+from .grow import grow, widened_config
 from .model import GPT, build_model
 from .train import History, PhaseResult, evaluate, pick_device, train_phase
 from .upcycle import upcycle
+from .resume import (ROLLING, STATE_FILE, ResumePoint, StopFlag, check_settings, clear_run, optimizer_state,
+                     optimizer_tensors, out_dir_has_run, read_state, truncate_history, write_state)
 from .verify import Preservation, check_preservation
 
 HISTORY = "training_history.jsonl"
@@ -58,8 +63,12 @@ class Session:
     device: str
     out: Path | None
     history: History
+    data_spec: str = "auto"
     val_batches: list = field(default_factory=list)
     verbose: bool = True
+    checkpoint_every: int = 0  # periodic checkpoints (with optimizer state) every N steps; 0 = phase ends only
+    stop: StopFlag = field(default_factory=StopFlag)
+    after_step: Callable[[int, int], None] | None = None  # test hook: called after every step
     results: dict[int, PhaseResult] = field(default_factory=dict)
     preservation: dict[int, Preservation] = field(default_factory=dict)
     boundary: dict[str, float] = field(default_factory=dict)
@@ -68,13 +77,38 @@ class Session:
         if self.verbose:
             print(text)
 
-    def save(self, model: GPT, name: str, phase: int) -> None:
-        """Checkpoint ``model``, with this phase's logged records and the boundary figures so far."""
-        if self.out is not None:
-            records = [r for r in self.history.records if r["phase"] == phase]
-            extra = {"preset": self.preset.name, "phase": phase, "history": records, "boundary": self.boundary}
-            save_checkpoint(model, self.out, name, extra=extra)
-            self.say(f"  [checkpoint] {shown_path(self.out / (name + '.safetensors'))}")
+    def settings(self) -> dict:
+        """What must match for a run to be resumed."""
+        return {"preset": self.preset.name, "model": dataclasses.asdict(self.preset.model),
+                "train": dataclasses.asdict(self.train), "growth": dataclasses.asdict(self.growth),
+                "data": self.data_spec}
+
+    def save(self, model: GPT, name: str, phase: int, next_step: int | None = None) -> None:
+        """Checkpoint ``model`` as a phase's end (or start) and point ``run_state.json`` at it."""
+        if self.out is None:
+            return
+        records = [r for r in self.history.records if r["phase"] == phase]
+        extra = {"preset": self.preset.name, "phase": phase, "history": records, "boundary": self.boundary}
+        save_checkpoint(model, self.out, name, extra=extra)
+        self.say(f"  [checkpoint] {shown_path(self.out / (name + '.safetensors'))}")
+        self._point(phase, self.train.steps(phase) if next_step is None else next_step, name)
+
+    def periodic(self, model: GPT, phase: int) -> Callable[[int, torch.optim.Optimizer], None] | None:
+        """The callback that writes ``resume_latest`` (weights and optimizer state) during a phase."""
+        if self.out is None:
+            return None
+
+        def write(next_step: int, opt: torch.optim.Optimizer) -> None:
+            tensors, groups = optimizer_tensors(opt)
+            save_checkpoint(model, self.out, ROLLING, tensors=tensors,
+                            extra={"phase": phase, "next_step": next_step, "optimizer": groups})
+            self._point(phase, next_step, ROLLING)
+
+        return write
+
+    def _point(self, phase: int, next_step: int, name: str) -> None:
+        write_state(self.out, ResumePoint(phase, next_step, name, dict(self.boundary),
+                                          len(self.history.records), self.settings()))
 
     def eval(self, model: GPT) -> float:
         return evaluate(model, self.val_batches, self.device)
@@ -82,14 +116,41 @@ class Session:
     def verify_tokens(self) -> torch.Tensor:
         return self.val_batches[0][0]
 
+    def fit(self, model: GPT, phase: int, resume: "Resumed | None" = None) -> PhaseResult:
+        r = train_phase(model, self.data, self.train, phase, self.device, self.history, verbose=self.verbose,
+                        val_batches=self.val_batches, start_step=resume.next_step if resume else 0,
+                        optimizer_state=resume.optimizer if resume else None,
+                        checkpoint=self.periodic(model, phase), checkpoint_every=self.checkpoint_every,
+                        stop=self.stop, after_step=self.after_step)
+        self.results[phase] = r
+        start = self.boundary.get(f"val_after_{phase}")
+        if start is not None and r.eval_loss >= start:
+            self.say(f"  ⚠️  validation loss did not decrease over phase {phase} ({start:.4f} -> "
+                     f"{r.eval_loss:.4f}): the learning rate may be too high or too low")
+        return r
+
+
+@dataclass
+class Resumed:
+    """A phase to continue: its model, the step to train next, the optimizer state (mid-phase only)."""
+
+    phase: int
+    next_step: int
+    model: GPT
+    optimizer: dict | None
+
 
 def open_session(preset: str | Preset = "cpu", data: str = "auto", steps: int | None = None,
                  out: str | os.PathLike | None = "checkpoints", device: str | None = None,
-                 growth: dict | None = None, verbose: bool = True, fresh_history: bool = True) -> Session:
+                 growth: dict | None = None, verbose: bool = True, fresh_history: bool = True,
+                 checkpoint_every: int = 0) -> Session:
     """Validate every argument, then load the corpus and tokenizer (no training yet)."""
     p = get_preset(preset) if isinstance(preset, str) else preset
     tcfg = p.train if steps is None else p.train.with_steps(steps)
     gcfg = dataclasses.replace(p.growth, **(growth or {}))
+    widened_config(dataclasses.replace(p.model, n_experts=gcfg.n_experts, top_k=gcfg.top_k), gcfg.scale_factor)
+    if checkpoint_every < 0:
+        raise ValueError(f"checkpoint_every={checkpoint_every} is invalid: accepted 0 (phase ends only) or N > 0")
     dev = pick_device(device)
     corpus = load_corpus(data, verbose=verbose)  # a bad data file fails here, before anything is written
     out_path = check_output_dir(out) if out is not None else None
@@ -101,44 +162,48 @@ def open_session(preset: str | Preset = "cpu", data: str = "auto", steps: int | 
     history_path = out_path / HISTORY if out_path is not None else None
     if fresh_history and history_path is not None and history_path.exists():
         history_path.unlink()
-    s = Session(p, tcfg, gcfg, token_data, dev, out_path, History(history_path), verbose=verbose)
+    s = Session(p, tcfg, gcfg, token_data, dev, out_path, History(history_path), data_spec=data, verbose=verbose,
+                checkpoint_every=checkpoint_every)
     s.val_batches = token_data.val_batches(tcfg.eval_batches, tcfg.batch_size)
     return s
 
 
-def phase1(s: Session) -> GPT:
+def phase1(s: Session, resume: Resumed | None = None) -> GPT:
     """Build and train the dense model; checkpoint ``dense_model``."""
-    torch.manual_seed(s.train.seed)
-    model = build_model(s.preset.model, seed=s.train.seed, device=s.device)
+    model = resume.model if resume else build_model(s.preset.model, seed=s.train.seed, device=s.device)
     s.say()
     s.say(phase_banner("Phase 1 — Dense", s.train.steps_phase1, s.train.lr_phase1, s.device,
                        param_report(model, s.train.seq_len)))
     s.say()
-    s.results[1] = train_phase(model, s.data, s.train, 1, s.device, s.history, verbose=s.verbose,
-                               val_batches=s.val_batches)
+    _say_resume(s, resume)
+    s.fit(model, 1, resume)
     s.boundary["p1_final"] = s.results[1].final_loss
-    s.boundary["val_before_2"] = s.results[1].eval_loss
+    s.boundary["val_before_2"] = s.boundary["val_end_1"] = s.results[1].eval_loss
     s.save(model, "dense_model", 1)
     return model
 
 
-def phase2(s: Session, dense: GPT) -> GPT:
+def phase2(s: Session, dense: GPT | None, resume: Resumed | None = None) -> GPT:
     """Upcycle into a MoE, check it computes the same function, train it; two checkpoints."""
     g = s.growth
-    moe = upcycle(dense, g.n_experts, g.top_k, seed=s.train.seed)
-    s.preservation[2] = check_preservation(dense, moe, s.verify_tokens().to(s.device))
-    s.say()
-    s.say(f"[Upcycling] Dense -> MoE: {g.n_experts} experts (copies of each MLP), top-{g.top_k} routing")
-    s.say(f"  max |Δlogit| on the fixed validation batch: {s.preservation[2].logit_diff:.2e}")
-    s.boundary.setdefault("val_before_2", s.eval(dense))
-    s.boundary["val_after_2"] = s.eval(moe)
-    s.save(moe, "moe_model_init", 2)
+    if resume is None:
+        moe = upcycle(dense, g.n_experts, g.top_k, seed=s.train.seed)
+        s.preservation[2] = check_preservation(dense, moe, s.verify_tokens().to(s.device))
+        s.say()
+        s.say(f"[Upcycling] Dense -> MoE: {g.n_experts} experts (copies of each MLP), top-{g.top_k} routing")
+        s.say(f"  max |Δlogit| on the fixed validation batch: {s.preservation[2].logit_diff:.2e}")
+        s.boundary.setdefault("val_before_2", s.eval(dense))
+        s.boundary["val_after_2"] = s.eval(moe)
+        _warn_jump(s, 2)
+        s.save(moe, "moe_model_init", 2, next_step=0)
+    else:
+        moe = resume.model
     s.say()
     s.say(phase_banner("Phase 2 — MoE", s.train.steps_phase2, s.train.lr_phase2, s.device,
                        param_report(moe, s.train.seq_len)))
     s.say()
-    s.results[2] = train_phase(moe, s.data, s.train, 2, s.device, s.history, verbose=s.verbose,
-                               val_batches=s.val_batches)
+    _say_resume(s, resume)
+    s.fit(moe, 2, resume)
     s.boundary["p2_first"] = s.results[2].first_loss
     s.boundary["p2_final"] = s.results[2].final_loss
     s.boundary["val_before_3"] = s.boundary["val_end_2"] = s.results[2].eval_loss
@@ -146,26 +211,30 @@ def phase2(s: Session, dense: GPT) -> GPT:
     return moe
 
 
-def phase3(s: Session, moe: GPT) -> GPT:
+def phase3(s: Session, moe: GPT | None, resume: Resumed | None = None) -> GPT:
     """Grow wider and deeper, verify per layer, train after a re-warmup; checkpoint ``large_moe_final``."""
     g = s.growth
-    s.say()
-    s.say(section_banner(f"Phase 3  —  Bilateral Growth (Width x{g.scale_factor:g}, Layers +{g.extra_layers})"))
-    s.say()
-    grown = grow(moe, g.scale_factor, g.extra_layers, where=g.placement, noise=g.noise,
-                 seed=s.train.seed, verbose=s.verbose)
-    s.say()
-    s.preservation[3] = check_preservation(moe, grown, s.verify_tokens().to(s.device), where=g.placement)
-    for line in s.preservation[3].lines():
-        s.say(line)
-    s.boundary.setdefault("val_before_3", s.eval(moe))
-    s.boundary["val_after_3"] = s.eval(grown)
+    if resume is None:
+        s.say()
+        s.say(section_banner(f"Phase 3  —  Bilateral Growth (Width x{g.scale_factor:g}, Layers +{g.extra_layers})"))
+        s.say()
+        grown = grow(moe, g.scale_factor, g.extra_layers, where=g.placement, noise=g.noise,
+                     seed=s.train.seed, verbose=s.verbose)
+        s.say()
+        s.preservation[3] = check_preservation(moe, grown, s.verify_tokens().to(s.device), where=g.placement)
+        for line in s.preservation[3].lines():
+            s.say(line)
+        s.boundary.setdefault("val_before_3", s.eval(moe))
+        s.boundary["val_after_3"] = s.eval(grown)
+        _warn_jump(s, 3)
+    else:
+        grown = resume.model
     s.say()
     s.say(phase_banner("Phase 3 — Large MoE (Bilateral Growth)", s.train.steps_phase3, s.train.lr_phase3,
                        s.device, param_report(grown, s.train.seq_len)))
     s.say()
-    s.results[3] = train_phase(grown, s.data, s.train, 3, s.device, s.history, verbose=s.verbose,
-                               val_batches=s.val_batches)
+    _say_resume(s, resume)
+    s.fit(grown, 3, resume)
     s.boundary["p3_first"] = s.results[3].first_loss
     s.boundary["p3_final"] = s.results[3].final_loss
     s.boundary["val_end_3"] = s.results[3].eval_loss
@@ -173,11 +242,80 @@ def phase3(s: Session, moe: GPT) -> GPT:
     return grown
 
 
-def run(**kwargs) -> Session:
-    """All three phases, then the BOUNDARY SUMMARY (arguments as :func:`open_session`)."""
-    s = open_session(**kwargs)
-    moe = phase2(s, phase1(s))
-    phase3(s, moe)
+def _say_resume(s: Session, resume: Resumed | None) -> None:
+    if resume is not None and resume.next_step:
+        s.say(f"  [resume] continuing phase {resume.phase} at step {resume.next_step}")
+
+
+def _warn_jump(s: Session, phase: int) -> None:
+    jump = s.boundary[f"val_after_{phase}"] - s.boundary[f"val_before_{phase}"]
+    if abs(jump) > 0.1:
+        s.say(f"  ⚠️  Phase {phase - 1}→{phase} jump {jump:+.4f} is above 0.1: the function was not preserved")
+
+
+def find_resume(s: Session) -> Resumed | None:
+    """The newest complete checkpoint of the run in ``s.out``, ready to continue."""
+    point = read_state(s.out)
+    if point is None:
+        raise ValueError(f"--resume: {shown_path(s.out)!r} holds no run to resume (no {STATE_FILE}); "
+                         f"run without --resume to start one")
+    check_settings(point.settings, s.settings(), s.out)
+    model, extra, tensors = load_checkpoint(s.out, point.checkpoint, device=s.device)
+    optimizer = optimizer_state(tensors, extra["optimizer"]) if point.checkpoint == ROLLING else None
+    s.history.records = truncate_history(s.history.path, point.history_len)
+    s.boundary.update(point.boundary)
+    for phase in (1, 2, 3):  # earlier phases' logged losses, for their results
+        rows = [r for r in s.history.records if r["phase"] == phase and "loss" in r]
+        if rows and phase < point.phase:
+            s.results[phase] = PhaseResult(phase, [r["step"] for r in rows], [r["loss"] for r in rows])
+    return Resumed(point.phase, point.next_step, model, optimizer)
+
+
+def run(resume: bool = False, overwrite: bool = False, after_step: Callable[[int, int], None] | None = None,
+        **kwargs) -> Session:
+    """All three phases, then the BOUNDARY SUMMARY (arguments as :func:`open_session`).
+
+    ``resume`` continues the run in ``out`` from its newest complete checkpoint;
+    otherwise an ``out`` that already holds a run is refused unless ``overwrite``.
+    """
+    out = kwargs.get("out", "checkpoints")
+    if resume and overwrite:
+        raise ValueError("--resume and --overwrite exclude each other: accepted one of them")
+    if not resume and not overwrite and out is not None and Path(out).is_dir() and out_dir_has_run(Path(out)):
+        raise ValueError(f"--out {shown_path(Path(out))!r} already holds a run: accepted --resume to continue it, "
+                         f"--overwrite to replace it, or another --out")
+    s = open_session(fresh_history=not resume, **kwargs)
+    s.after_step = after_step
+    if overwrite and s.out is not None:
+        clear_run(s.out)
+    previous_handler = signal.getsignal(signal.SIGINT)
+
+    def on_sigint(signum, frame):  # finish the current step, checkpoint, then stop
+        s.stop.requested = True
+        print("\n  [interrupt] finishing this step and writing a checkpoint...", flush=True)
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, on_sigint)
+    try:
+        _run_phases(s, find_resume(s) if resume else None)
+    finally:
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGINT, previous_handler)
     s.say()
     s.say(boundary_summary(s.boundary))
     return s
+
+
+def _run_phases(s: Session, point: Resumed | None) -> None:
+    """Phases 1 -> 3, starting wherever ``point`` says the run stopped."""
+    phase = point.phase if point else 0
+    complete = point is not None and point.next_step >= s.train.steps(point.phase)
+    model = point.model if point else None
+    if phase == 3 and complete:
+        s.say(f"[resume] the run in {shown_path(s.out)} is already complete")
+        return
+    if phase == 0 or (phase == 1 and not complete):
+        model = phase1(s, point)
+    if phase <= 1 or (phase == 2 and not complete):
+        model = phase2(s, model if phase <= 1 else None, point if phase == 2 else None)
+    phase3(s, model if phase < 3 else None, point if phase == 3 else None)

@@ -15,6 +15,7 @@ import time
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Callable
 
 import torch
 
@@ -25,8 +26,16 @@ from .losses import DEFAULT_CHUNK, chunked_cross_entropy
 from .model import GPT
 
 
-class TrainingDiverged(RuntimeError):
-    """The loss became NaN or infinite."""
+class TrainingDiverged(ValueError):
+    """The loss became NaN or infinite (the command prints it as one line and exits non-zero)."""
+
+
+class RunInterrupted(Exception):
+    """Ctrl-C between two steps: a checkpoint was written; ``next_step`` is where to resume."""
+
+    def __init__(self, phase: int, next_step: int) -> None:
+        super().__init__(f"interrupted in phase {phase} before step {next_step}")
+        self.phase, self.next_step = phase, next_step
 
 
 def pick_device(requested: str | None = None) -> str:
@@ -140,14 +149,28 @@ def _moe_terms(model: GPT) -> tuple[torch.Tensor | None, torch.Tensor | None]:
 
 def train_phase(model: GPT, data: TokenData, cfg: TrainConfig, phase: int, device: str,
                 history: History | None = None, steps: int | None = None, verbose: bool = True,
-                val_batches: list | None = None) -> PhaseResult:
-    """Train ``model`` in place for one phase and return its logged losses."""
+                val_batches: list | None = None, start_step: int = 0, optimizer_state: dict | None = None,
+                checkpoint: Callable[[int, torch.optim.Optimizer], None] | None = None,
+                checkpoint_every: int = 0, stop: Any = None,
+                after_step: Callable[[int, int], None] | None = None) -> PhaseResult:
+    """Train ``model`` in place for one phase and return its logged losses.
+
+    ``start_step`` and ``optimizer_state`` continue an interrupted phase;
+    ``checkpoint(next_step, optimizer)`` is called every ``checkpoint_every`` steps
+    and when ``stop.requested`` is set (Ctrl-C), which then raises :class:`RunInterrupted`.
+    """
     steps = cfg.steps(phase) if steps is None else steps
     peak = cfg.lr(phase)
     history = history or History(None)
     model.train()
     opt = make_optimizer(model, peak, cfg.weight_decay, device)
+    if optimizer_state is not None:
+        opt.load_state_dict(optimizer_state)
     result = PhaseResult(phase)
+    for rec in history.records:  # what this phase logged before an interruption
+        if rec["phase"] == phase and "loss" in rec and rec["step"] < start_step:
+            result.steps.append(rec["step"])
+            result.losses.append(rec["loss"])
     say = print if verbose else (lambda *a, **k: None)
     bar = None
     if verbose and sys.stdout.isatty():
@@ -155,8 +178,9 @@ def train_phase(model: GPT, data: TokenData, cfg: TrainConfig, phase: int, devic
         bar = tqdm(total=steps, leave=False, desc=f"phase {phase}")
         say = bar.write
     tokens_per_step = cfg.batch_size * cfg.seq_len
+    result.tokens = start_step * tokens_per_step
     start = time.perf_counter()
-    for step in range(steps):
+    for step in range(start_step, steps):
         lr = lr_at(step, steps, peak, cfg.warmup_steps, cfg.min_lr_ratio)
         for group in opt.param_groups:
             group["lr"] = lr
@@ -182,6 +206,10 @@ def train_phase(model: GPT, data: TokenData, cfg: TrainConfig, phase: int, devic
         if step % cfg.log_every == 0 or step == steps - 1:
             elapsed = time.perf_counter() - start
             say(step_line(step, loss_value, elapsed))
+            if step >= cfg.warmup_steps and result.losses and loss_value > max(1.3 * min(result.losses),
+                                                                               min(result.losses) + 0.5):
+                say(f"  ⚠️  loss spike at step {step}: {loss_value:.4f} (lowest logged in this phase "
+                    f"{min(result.losses):.4f}); if it repeats, lower the learning rate")
             record = {"phase": phase, "step": step, "loss": loss_value, "lr": lr,
                       "tokens": result.tokens, "elapsed": round(elapsed, 3)}
             if balance is not None:
@@ -192,6 +220,15 @@ def train_phase(model: GPT, data: TokenData, cfg: TrainConfig, phase: int, devic
             history.append(record)
             result.steps.append(step)
             result.losses.append(loss_value)
+        if after_step is not None:
+            after_step(phase, step)
+        done = step + 1
+        if stop is not None and stop.requested:
+            if checkpoint is not None:
+                checkpoint(done, opt)
+            raise RunInterrupted(phase, done)
+        if checkpoint is not None and checkpoint_every and done % checkpoint_every == 0 and done < steps:
+            checkpoint(done, opt)
     if bar is not None:
         bar.close()
     result.seconds = time.perf_counter() - start

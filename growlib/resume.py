@@ -1,0 +1,115 @@
+"""Resuming a run: where it stopped, the optimizer's state, and the history up to that point.
+
+A run keeps ``run_state.json`` in its output folder, rewritten atomically after
+every checkpoint. It names the newest complete checkpoint (a phase-end one, or
+the rolling ``resume_latest`` written every N steps with the optimizer's
+state), the phase and the next step to train, the boundary figures so far,
+how many history records belong to the run up to that point, and the run's
+settings (a resume with other settings is refused). Because every training
+batch is drawn from a generator seeded by (seed, phase, step) and the learning
+rate is a function of the step, a resumed run logs exactly the losses of the
+uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .checkpoint import CheckpointError, atomic_write_bytes
+
+STATE_FILE = "run_state.json"
+ROLLING = "resume_latest"
+OPTIM_PREFIX = "optim."
+
+
+@dataclass
+class ResumePoint:
+    phase: int
+    next_step: int
+    checkpoint: str
+    boundary: dict
+    history_len: int
+    settings: dict
+
+
+def write_state(out: Path, point: ResumePoint) -> None:
+    atomic_write_bytes(out / STATE_FILE, json.dumps(point.__dict__, indent=1).encode())
+
+
+def read_state(out: Path) -> ResumePoint | None:
+    path = out / STATE_FILE
+    if not path.exists():
+        return None
+    try:
+        return ResumePoint(**json.loads(path.read_text()))
+    except (json.JSONDecodeError, TypeError, UnicodeDecodeError) as exc:
+        raise CheckpointError(f"{str(path)!r} is corrupted ({exc}); start a new run with --overwrite") from exc
+
+
+def _flat(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        out.update(_flat(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}": v})
+    return out
+
+
+def check_settings(saved: dict, current: dict, out: Path) -> None:
+    """Refuse to resume a run made with other settings, naming the first difference."""
+    saved, current = _flat(saved), _flat(current)
+    for key in sorted(set(saved) | set(current)):
+        if saved.get(key) != current.get(key):
+            raise CheckpointError(f"the run in {str(out)!r} is from a different configuration ({key}: "
+                                  f"{saved.get(key)!r} there, {current.get(key)!r} now); resume with the same "
+                                  f"options, or start a new run with --overwrite or another --out")
+
+
+def optimizer_tensors(opt: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """An optimizer's state as flat tensors (for safetensors) plus its JSON-able param groups."""
+    sd = opt.state_dict()
+    tensors = {}
+    for idx, state in sd["state"].items():
+        for key, value in state.items():
+            tensors[f"{OPTIM_PREFIX}{idx}.{key}"] = value if torch.is_tensor(value) else torch.tensor(value)
+    return tensors, {"param_groups": sd["param_groups"]}
+
+
+def optimizer_state(tensors: dict[str, torch.Tensor], groups: dict[str, Any]) -> dict[str, Any]:
+    state: dict[int, dict[str, torch.Tensor]] = {}
+    for name, value in tensors.items():
+        if name.startswith(OPTIM_PREFIX):
+            idx, key = name[len(OPTIM_PREFIX):].split(".", 1)
+            state.setdefault(int(idx), {})[key] = value
+    return {"state": state, "param_groups": groups["param_groups"]}
+
+
+def truncate_history(path: Path, n_records: int) -> list[dict]:
+    """Keep the first ``n_records`` lines of the history (those before the checkpoint), atomically."""
+    if not path.exists():
+        return []
+    lines = [l for l in path.read_text().splitlines() if l.strip()][:n_records]
+    atomic_write_bytes(path, ("\n".join(lines) + "\n" if lines else "").encode())
+    return [json.loads(l) for l in lines]
+
+
+class StopFlag:
+    """Set by the SIGINT handler; the training loop checks it between steps."""
+
+    def __init__(self) -> None:
+        self.requested = False
+
+
+def out_dir_has_run(out: Path) -> bool:
+    return (out / STATE_FILE).exists() or any(out.glob("*.safetensors"))
+
+
+def clear_run(out: Path) -> None:
+    """Remove a previous run's files (only with --overwrite)."""
+    for p in list(out.glob("*.safetensors")) + list(out.glob("*.json")) + [out / "training_history.jsonl"]:
+        if p.exists():
+            os.remove(p)

@@ -1,0 +1,153 @@
+"""Resume reproduces the uninterrupted run exactly; a failure never loses what was written."""
+
+import hashlib
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+import growlib.checkpoint as ckpt
+from growlib.checkpoint import load_checkpoint
+from growlib.model import build_model
+from growlib.pipeline import open_session, run
+from growlib.train import TrainingDiverged
+
+SETTINGS = dict(preset="tiny", data="bundled", steps=16, checkpoint_every=4, verbose=False)
+
+
+class Killed(Exception):
+    """Stands for `kill -9`: the process stops between two steps without writing anything."""
+
+
+def _killer(phase, step):
+    def hook(p, s):
+        if (p, s) == (phase, step):
+            raise Killed
+
+    return hook
+
+
+def _losses(session):
+    return [(r["phase"], r["step"], r["loss"]) for r in session.history.records if "loss" in r]
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    s = run(out=tmp_path_factory.mktemp("full"), **SETTINGS)
+    return _losses(s), s.boundary
+
+
+@pytest.mark.parametrize("phase, step", [(1, 9), (2, 2), (2, 13), (3, 3), (3, 14)])
+def test_resume_after_a_kill_repeats_the_uninterrupted_losses(tmp_path, uninterrupted, phase, step):
+    with pytest.raises(Killed):
+        run(out=tmp_path, after_step=_killer(phase, step), **SETTINGS)
+    resumed = run(out=tmp_path, resume=True, **SETTINGS)
+    losses, boundary = uninterrupted
+    assert _losses(resumed) == losses  # exactly: same batches, same optimizer state, same schedule
+    for key in ("p1_final", "p2_first", "p2_final", "p3_first", "p3_final", "val_after_3", "val_end_3"):
+        assert resumed.boundary[key] == boundary[key], key
+    lines = (tmp_path / "training_history.jsonl").read_text().splitlines()
+    assert len(lines) == len(resumed.history.records)  # no duplicated records in the file
+
+
+def test_a_kill_during_a_checkpoint_write_keeps_the_previous_one(tmp_path, monkeypatch):
+    s = open_session(**{**SETTINGS, "out": tmp_path})
+    first = build_model(s.preset.model, seed=1)
+    s.save(first, "dense_model", 1)
+    real_save = ckpt.save_file
+
+    def dies_halfway(tensors, path):
+        real_save(tensors, path)
+        Path(path).write_bytes(Path(path).read_bytes()[:1000])  # torn write...
+        raise Killed  # ...and the process dies before the rename
+
+    monkeypatch.setattr(ckpt, "save_file", dies_halfway)
+    with pytest.raises(Killed):
+        s.save(build_model(s.preset.model, seed=2), "dense_model", 1)
+    loaded, _, _ = load_checkpoint(tmp_path, "dense_model")
+    assert all(torch.equal(a, b) for a, b in zip(loaded.state_dict().values(), first.state_dict().values()))
+
+
+def test_a_planted_nan_stops_the_phase_naming_the_step(tmp_path):
+    s = open_session(**{**SETTINGS, "out": tmp_path})
+    model = build_model(s.preset.model)
+    with torch.no_grad():
+        model.blocks[0].attn.q.weight[0, 0] = float("nan")
+    with pytest.raises(TrainingDiverged, match="phase 1 step 0: loss is nan"):
+        s.fit(model, 1)
+    assert not list(tmp_path.glob("*.safetensors"))  # nothing half-trained was saved
+
+
+def _cli(args, cwd):
+    return subprocess.run([sys.executable, "-m", "growlib", "run", "--preset", "tiny", *args],
+                          capture_output=True, text=True, cwd=cwd, env={"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin"})
+
+
+def _digest(folder: Path) -> dict:
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.iterdir())}
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    cwd = tmp_path_factory.mktemp("cli")
+    res = _cli(["--data", "bundled", "--steps", "6", "--checkpoint-every", "3", "--out", "out"], cwd)
+    assert res.returncode == 0, res.stderr
+    return cwd
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--data", "bundled", "--steps", "6", "--out", "out"], "already holds a run"),
+    (["--data", "bundled", "--steps", "7", "--out", "out", "--resume"], "different configuration (train.steps_phase1: 6 there, 7 now)"),
+    (["--data", "bundled", "--steps", "6", "--out", "out", "--preset", "cpu", "--resume"], "different configuration"),
+    (["--data", "empty.txt", "--steps", "6", "--out", "out", "--overwrite"], "is empty"),
+    (["--data", "binary.txt", "--steps", "6", "--out", "out", "--overwrite"], "looks binary"),
+    (["--data", "missing.txt", "--steps", "6", "--out", "out", "--overwrite"], "does not exist"),
+    (["--data", "bundled", "--steps", "6", "--out", "/proc/sys/growlib"], "is not writable"),
+    (["--data", "bundled", "--steps", "6", "--out", "fresh", "--resume"], "holds no run to resume"),
+])
+def test_bad_input_is_one_line_and_overwrites_nothing(finished_run, args, message):
+    (finished_run / "empty.txt").write_text("")
+    (finished_run / "binary.txt").write_bytes(b"\x00\x01\x02\x03" * 100)
+    before = _digest(finished_run / "out")
+    res = _cli(args, finished_run)
+    assert res.returncode != 0
+    err = res.stderr.strip().splitlines()
+    assert len(err) == 1 and message in err[0] and "Traceback" not in res.stderr, res.stderr
+    assert _digest(finished_run / "out") == before
+
+
+@pytest.mark.parametrize("victim", ["large_moe_final.safetensors", "run_state.json"])
+def test_corrupted_checkpoint_is_one_line(finished_run, tmp_path, victim):
+    import shutil
+    out = tmp_path / "out"
+    shutil.copytree(finished_run / "out", out)
+    path = out / victim
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 3])
+    before = _digest(out)
+    res = _cli(["--data", "bundled", "--steps", "6", "--out", str(out), "--resume"], tmp_path)
+    assert res.returncode != 0
+    err = res.stderr.strip().splitlines()
+    assert len(err) == 1 and ("corrupted" in err[0] or "truncated" in err[0]), res.stderr
+    assert _digest(out) == before
+
+
+def test_ctrl_c_writes_a_checkpoint_and_says_how_to_resume(tmp_path):
+    import signal
+    import time
+
+    args = [sys.executable, "-m", "growlib", "run", "--preset", "tiny", "--data", "bundled", "--steps", "60",
+            "--out", "out"]
+    env = {"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin", "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen(args, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    for line in proc.stdout:  # wait until phase 1 is training
+        if line.startswith("  step   20 |"):
+            break
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "interrupted in phase 1" in err and "--resume" in err and "Traceback" not in err
+    resumed = subprocess.run(args + ["--resume"], cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "[resume] continuing phase 1 at step" in resumed.stdout and "BOUNDARY SUMMARY" in resumed.stdout
