@@ -110,11 +110,13 @@ def _copy_map(n: int, n_new: int) -> torch.Tensor:
 def _split_columns(w: torch.Tensor, src: torch.Tensor, noise: float, gen: torch.Generator) -> torch.Tensor:
     """w: [out, n_in] -> [out, len(src)]: column j's copies share w[:, j] evenly, plus zero-sum noise."""
     counts = torch.bincount(src, minlength=w.shape[1]).to(w.dtype)  # copies of each old column
-    out = w[:, src] / counts[src]
+    out = w[:, src]
+    out.div_(counts[src])  # in place: at the seed's size every temporary is hundreds of MB
     if noise > 0 and bool((counts > 1).any()):
-        n = torch.randn(out.shape, generator=gen, dtype=w.dtype) * (noise * w.std())
-        group_mean = torch.zeros_like(w).index_add_(1, src, n) / counts  # [out, n_in]
-        out += n - group_mean[:, src]  # zero-sum within each column's copies; 0 for unique columns
+        n = torch.randn(out.shape, generator=gen, dtype=w.dtype).mul_(noise * w.std())
+        group_mean = torch.zeros_like(w).index_add_(1, src, n).div_(counts)  # [out, n_in]
+        n.sub_(group_mean[:, src])  # zero-sum within each column's copies; 0 for unique columns
+        out.add_(n)
     return out
 
 

@@ -16,10 +16,51 @@ import torch.nn.functional as F
 from .config import ROUTER_MODES
 
 
+class _GroupedLinear(torch.autograd.Function):
+    """``y[rows of e] = x[rows of e] @ w[e] + b[e]`` with a hand-written backward.
+
+    Autograd through ``x[start:end]`` and ``w[e]`` would allocate a full-size zero
+    gradient for ``x`` and for the whole stacked ``w`` once per expert and add them
+    up; here each expert's gradient is written straight into its slice.
+    """
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, w: torch.Tensor, b: torch.Tensor, counts: list[int]) -> torch.Tensor:
+        y = x.new_empty(x.shape[0], w.shape[-1])
+        start = 0
+        for e, n in enumerate(counts):  # a loop over experts (8), never over tokens
+            if n:
+                torch.addmm(b[e], x[start:start + n], w[e], out=y[start:start + n])
+            start += n
+        ctx.save_for_backward(x, w)
+        ctx.counts = counts
+        return y
+
+    @staticmethod
+    def backward(ctx, grad_y: torch.Tensor):
+        x, w = ctx.saved_tensors
+        grad_y = grad_y.contiguous()
+        grad_x = torch.empty_like(x) if ctx.needs_input_grad[0] else None
+        grad_w = torch.zeros_like(w) if ctx.needs_input_grad[1] else None
+        grad_b = w.new_zeros(w.shape[0], w.shape[-1]) if ctx.needs_input_grad[2] else None
+        start = 0
+        for e, n in enumerate(ctx.counts):
+            if n:
+                g = grad_y[start:start + n]  # [n, d_out]
+                if grad_x is not None:
+                    torch.mm(g, w[e].t(), out=grad_x[start:start + n])  # [n, d_in]
+                if grad_w is not None:
+                    torch.mm(x[start:start + n].t(), g, out=grad_w[e])  # [d_in, d_out]
+                if grad_b is not None:
+                    torch.sum(g, 0, out=grad_b[e])
+            start += n
+        return grad_x, grad_w, grad_b, None
+
+
 def _grouped_mm_ok(x: torch.Tensor) -> bool:
     # torch._grouped_mm is a fused kernel on recent GPUs (bf16). On this CPU it
     # measured slower than one mm per expert slice (122 vs 170 GFLOP/s at the
-    # seed's shapes), so the CPU uses the slice loop below.
+    # seed's shapes), so the CPU uses the slice loop of _GroupedLinear.
     return hasattr(torch, "_grouped_mm") and x.is_cuda and x.dtype == torch.bfloat16
 
 
@@ -34,15 +75,8 @@ def grouped_linear(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor,
         offs = torch.tensor(counts, device=x.device).cumsum(0).to(torch.int32)
         y = torch._grouped_mm(x, w.to(x.dtype), offs=offs)
         return y + torch.repeat_interleave(b.to(y.dtype), torch.tensor(counts, device=x.device), dim=0)
-    outs = []
-    start = 0
-    for e, n in enumerate(counts):  # a loop over experts (8), never over tokens
-        if n:
-            outs.append(torch.addmm(b[e], x[start:start + n], w[e]))
-        start += n
-    if not outs:
-        return x.new_zeros(0, w.shape[-1])
-    return torch.cat(outs, 0)
+    w, b = w.to(x.dtype), b.to(x.dtype)  # autocast does not reach inside a custom Function
+    return _GroupedLinear.apply(x, w, b, counts)
 
 
 class Router(nn.Module):
