@@ -30,12 +30,18 @@ class _ChunkedHeadLoss(torch.autograd.Function):
         for start in range(0, n, chunk):
             x = feats[start:start + chunk]
             t = targets[start:start + chunk]
+            rows = torch.arange(len(t), device=x.device)
             logits = (x @ weight.t()).float()  # [c, V]
-            lse = torch.logsumexp(logits, dim=-1)  # [c]
-            total += (lse - logits.gather(1, t[:, None]).squeeze(1)).sum()
+            # one pass each for max, subtract, exp, sum: the [c, V] tensor is the costly part
+            top = logits.amax(dim=-1, keepdim=True)  # [c, 1]
+            target_logit = logits[rows, t]  # [c]
+            probs = logits.sub_(top).exp_()  # in place: unnormalised softmax
+            sums = probs.sum(dim=-1)  # [c]
+            lse = top.squeeze(1) + sums.log()
+            total += (lse - target_logit).sum()
             if need_grad:
-                g = torch.exp(logits - lse[:, None])  # softmax, in place of the logits' memory
-                g[torch.arange(len(t), device=g.device), t] -= 1.0  # d(loss_i)/d(logits_i)
+                g = probs.div_(sums[:, None])  # softmax
+                g[rows, t] -= 1.0  # d(loss_i)/d(logits_i) = softmax - one-hot
                 g = g.to(x.dtype)
                 grad_feats[start:start + chunk] = g @ weight  # [c, d]
                 grad_weight.addmm_(g.t().float(), x.float())  # [V, d]

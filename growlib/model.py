@@ -44,10 +44,12 @@ class Attention(nn.Module):
 
     def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
         b, t, d = x.shape
-        split = lambda z: z.view(b, t, self.n_heads, self.head_dim).transpose(1, 2)  # [B, H, T, hd]
-        q = apply_rope(split(self.q(x)), cos[:t], sin[:t])
-        k = apply_rope(split(self.k(x)), cos[:t], sin[:t])
-        v = split(self.v(x))
+        # one matmul for q, k and v (three separate weights: growth treats them one by one)
+        w = torch.cat([self.q.weight, self.k.weight, self.v.weight])  # [3d, d]
+        bias = torch.cat([self.q.bias, self.k.bias, self.v.bias])  # [3d]
+        qkv = F.linear(x, w, bias).view(b, t, 3, self.n_heads, self.head_dim)  # [B, T, 3, H, hd]
+        q, k, v = (qkv[:, :, i].transpose(1, 2) for i in range(3))  # each [B, H, T, hd]
+        q, k = apply_rope(q, cos[:t], sin[:t]), apply_rope(k, cos[:t], sin[:t])
         y = F.scaled_dot_product_attention(q, k, v, is_causal=True)  # [B, H, T, hd]
         return self.out(y.transpose(1, 2).reshape(b, t, d))
 
