@@ -11,7 +11,7 @@ from .config import PRESETS, GrowthConfig, ModelConfig, Preset, TrainConfig, get
 from .console import boundary_summary, phase_banner
 from .data import Corpus, TokenData, load_corpus, load_tokenizer
 from .grow import deepen, depth_plan, grow, widen, widened_config
-from .memory import MemoryPlan, estimate_memory, system_memory_bytes
+from .memory import MemoryPlan, estimate_memory, recommendations, system_memory_bytes
 from .model import GPT, build_model
 from .moe import MoE
 from .notebook import default_preset, ensure_phase, notebook_session, sample_text, steps_override

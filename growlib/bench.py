@@ -93,7 +93,7 @@ def _rss_gb() -> float:
 
 
 def _peak_rss_gb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6  # KiB on Linux
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e9  # KiB on Linux
 
 
 def _grow_worker() -> dict:
@@ -141,9 +141,13 @@ def _step_worker(preset: str, phase: int, steps: int) -> dict:
     from .model import build_model
     from .train import lm_loss, make_optimizer
 
+    from .memory import current_rss, estimate_memory, measured_peak, reset_peak
+
     p = get_preset(preset)
     cfg = phase_configs(p.model, p.growth)[phase]
     t = p.train
+    base = current_rss()
+    reset_peak("cpu")
     model = build_model(cfg, seed=0)
     opt = make_optimizer(model, 1e-4, t.weight_decay, "cpu")
     gen = torch.Generator().manual_seed(0)
@@ -160,8 +164,10 @@ def _step_worker(preset: str, phase: int, steps: int) -> dict:
     tokens = t.batch_size * t.seq_len
     flops = training_flops_per_token(cfg, t.seq_len) * tokens
     sec = statistics.median(times)
+    peak, _ = measured_peak("cpu")
+    estimate = estimate_memory(cfg, t.batch_size, t.seq_len).total + base
     return {"step_seconds": sec, "step_gflops": flops / sec / 1e9, "tokens_per_second": tokens / sec,
-            "peak_rss_gb": _peak_rss_gb(), "step_times": times}
+            "peak_rss_gb": peak / 1e9, "estimate_gb": estimate / 1e9, "step_times": times}
 
 
 def _in_subprocess(worker: str, *args) -> dict:
@@ -184,15 +190,61 @@ def bench_steps() -> dict:
         out[f"{key}_step_gflops"] = r["step_gflops"]
         out[f"{key}_step_fraction_of_peak"] = r["step_gflops"] / peak
         out[f"{key}_peak_rss_gb"] = r["peak_rss_gb"]
+        out[f"{key}_memory_estimate_gb"] = r["estimate_gb"]
+        out[f"{key}_estimate_over_measured"] = r["estimate_gb"] / r["peak_rss_gb"]
     return out
 
 
+def _lean_phase3_worker(steps: int = 2) -> dict:
+    """Fresh process: seed MoE -> grow to 2.16 B -> free the MoE -> ``steps`` lean training steps."""
+    from .budget import phase_configs
+    from .config import get_preset
+    from .grow import grow
+    from .lean import OptimizerInBackward, free_model
+    from .memory import current_rss, estimate_memory, measured_peak, reset_peak
+    from .model import build_model
+    from .train import lm_loss
+
+    p = get_preset("seed")
+    cfgs = phase_configs(p.model, p.growth)
+    t = p.train
+    gen = torch.Generator().manual_seed(0)
+    x, y = torch.randint(0, cfgs[3].vocab_size, (2, t.batch_size, t.seq_len), generator=gen)
+    base = current_rss()
+    moe = build_model(cfgs[2], seed=0)
+    grown = grow(moe, p.growth.scale_factor, p.growth.extra_layers, verbose=False)
+    free_model(moe)
+    del moe
+    reset_peak("cpu")  # from here on: the training's own peak
+    grown.train()
+    grown.grad_checkpointing = True
+    opt = OptimizerInBackward(grown, t.lr_phase3, t.weight_decay)
+    times = []
+    for _ in range(steps):
+        start = time.perf_counter()
+        lm_loss(grown, x, y).backward()  # every parameter is updated during this call
+        times.append(time.perf_counter() - start)
+    train_peak, _ = measured_peak("cpu")
+    estimate = estimate_memory(cfgs[3], t.batch_size, t.seq_len, lean=True).total + base
+    return {"lean_phase3_params": sum(q.numel() for q in grown.parameters()),
+            "lean_phase3_peak_rss_gb": _peak_rss_gb(),  # the whole process: growth included
+            "lean_phase3_train_peak_rss_gb": train_peak / 1e9,
+            "lean_phase3_estimate_gb": estimate / 1e9,
+            "lean_phase3_estimate_over_measured": estimate / train_peak,
+            "lean_phase3_step_seconds": statistics.median(times)}
+
+
+def bench_memory() -> dict:
+    return _in_subprocess("_lean_phase3_worker")
+
+
 def bench_all() -> dict:
-    """Every figure in one run: steps against the matmul peak, the MoE layer, growth."""
-    return {**bench_steps(), **bench_moe(), **bench_grow()}
+    """Every figure in one run: steps against the matmul peak, the MoE layer, growth, lean memory."""
+    return {**bench_steps(), **bench_moe(), **bench_grow(), **bench_memory()}
 
 
-BENCHES = {"all": bench_all, "moe": bench_moe, "grow": bench_grow, "steps": bench_steps, "peak": bench_matmul_peak}
+BENCHES = {"all": bench_all, "moe": bench_moe, "grow": bench_grow, "steps": bench_steps, "memory": bench_memory,
+           "peak": bench_matmul_peak}
 
 
 def run_bench(which: str, json_path: str | None = None) -> dict:

@@ -42,6 +42,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--placement", choices=PLACEMENTS, default=None, help="where the new layers go (seed: end)")
     run.add_argument("--checkpoint-every", type=_positive_int, default=None,
                      help="also checkpoint (with optimizer state) every N steps, for --resume")
+    run.add_argument("--lean", action="store_true",
+                     help="memory-light training: Adafactor stepped inside backward, gradient checkpointing")
     run.add_argument("--resume", action="store_true", help="continue the run in --out from its newest checkpoint")
     run.add_argument("--overwrite", action="store_true", help="replace a run already in --out")
 
@@ -50,8 +52,17 @@ def build_parser() -> argparse.ArgumentParser:
     budget.add_argument("--scale-factor", type=float, default=None)
     budget.add_argument("--extra-layers", type=int, default=None)
 
+    comp = sub.add_parser("compare", help="growth vs training from scratch, measured in FLOPs")
+    comp.add_argument("--preset", default="cpu")
+    comp.add_argument("--data", default="auto")
+    comp.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    comp.add_argument("--eval-every", type=_positive_int, default=25)
+    comp.add_argument("--steps", type=_positive_int, default=None, help="steps for every phase (overrides the preset)")
+    comp.add_argument("--ablations", action="store_true", help="also re-run phase 3 with each growth variant")
+    comp.add_argument("--json", default=None, help="write curves and savings to this JSON file")
+
     bench = sub.add_parser("bench", help="benchmarks (figures, not tests)")
-    bench.add_argument("which", nargs="?", default="all", choices=["all", "peak", "steps", "moe", "grow"])
+    bench.add_argument("which", nargs="?", default="all", choices=["all", "peak", "steps", "moe", "grow", "memory"])
     bench.add_argument("--json", default=None, help="also write the figures to this JSON file")
     return parser
 
@@ -74,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
             try:
                 run(preset=args.preset or default_preset(args.device), data=args.data, steps=args.steps,
                     out=args.out, device=args.device, growth=growth, resume=args.resume, overwrite=args.overwrite,
-                    checkpoint_every=args.checkpoint_every or 0)
+                    checkpoint_every=args.checkpoint_every or 0, lean=args.lean)
             except RunInterrupted as stop:
                 print(f"\ninterrupted in phase {stop.phase} before step {stop.next_step}; a checkpoint is in "
                       f"{args.out}. Continue with the same options plus --resume:\n"
@@ -85,6 +96,10 @@ def main(argv: list[str] | None = None) -> int:
             from .budget import print_budget
 
             print_budget(args.preset, args.scale_factor, args.extra_layers)
+        elif args.command == "compare":
+            from .compare import compare
+
+            compare(args.preset, args.data, tuple(args.seeds), args.eval_every, args.ablations, args.steps, args.json)
         elif args.command == "bench":
             from .bench import run_bench
 

@@ -98,6 +98,7 @@ class TrainConfig:
     aux_loss_coef: float = 0.01  # Switch Transformer load balancing
     z_loss_coef: float = 1e-3  # ST-MoE router z-loss
     seed: int = 0
+    lean: bool = False  # growlib.lean: Adafactor inside backward + gradient checkpointing (2.16 B in 24 GB)
 
     def __post_init__(self) -> None:
         c = "TrainConfig"

@@ -8,17 +8,26 @@ Taught in notebook 00. The estimate is analytic (no tensors are built):
   LayerNorm inputs and outputs (4d), q, k, v and their rotated copies (5d),
   the attention output and its re-layout (2d), the MLP's hidden before and
   after GELU (2h); a MoE layer keeps those for each of its k experts plus the
-  gathered token copies (3kd); the output head keeps its logits, the
-  log-softmax and, during backward, their gradient (3V).
+  gathered token copies (3kd); the chunked output head (growlib.losses) keeps
+  an fp32 accumulator of its weight's gradient (V d), one chunk of logits and
+  the final features with their gradient.
+
+The measured peak printed after a phase includes the Python/PyTorch runtime
+and the data; the plan adds that as "runtime", measured when the run starts.
 """
 
 from __future__ import annotations
 
 import os
+import resource
 from dataclasses import dataclass
+
+import torch
 
 from .accounting import analytic_params
 from .config import ModelConfig
+from .losses import DEFAULT_CHUNK
+from .model import build_model
 
 GB = 1e9
 
@@ -29,10 +38,11 @@ class MemoryPlan:
     gradients: float
     optimizer: float
     activations: float
+    runtime: float = 0.0  # Python, PyTorch and the data, measured when the run starts
 
     @property
     def total(self) -> float:
-        return self.model + self.gradients + self.optimizer + self.activations
+        return self.model + self.gradients + self.optimizer + self.activations + self.runtime
 
     def lines(self, title: str = "", available: float | None = None) -> list[str]:
         fmt = lambda b: f"{b / GB:6.2f} GB"
@@ -40,31 +50,129 @@ class MemoryPlan:
                f"    Model:             {fmt(self.model)}",
                f"    Gradients:         {fmt(self.gradients)}",
                f"    Optimizer states:  {fmt(self.optimizer)}",
-               f"    Activations:       {fmt(self.activations)}",
-               f"    Total:             {fmt(self.total)}"]
+               f"    Activations:       {fmt(self.activations)}"]
+        if self.runtime:
+            out.append(f"    Runtime and data:  {fmt(self.runtime)}")
+        out.append(f"    Total:             {fmt(self.total)}")
         if available is not None:
             verdict = "✅ fits" if self.total < 0.9 * available else "⚠️ does NOT fit"
             out[-1] += f"   ({verdict} in {available / GB:.1f} GB)"
         return out
 
 
-def activation_bytes_per_token(cfg: ModelConfig, bytes_per_value: int = 4) -> float:
+def _block_values_per_token(cfg: ModelConfig) -> int:
+    """fp32 values one block keeps per token for its backward pass."""
     d, h = cfg.d_model, cfg.d_mlp
     k = cfg.top_k if cfg.is_moe else 1
-    per_layer = 11 * d + 2 * k * h + (3 * k * d + 2 * cfg.n_experts if cfg.is_moe else 0)
-    return bytes_per_value * (cfg.n_layers * per_layer + 3 * cfg.vocab_size)
+    return 11 * d + 2 * k * h + (3 * k * d + 2 * cfg.n_experts if cfg.is_moe else 0)
 
 
-def estimate_memory(cfg: ModelConfig, batch_size: int, seq_len: int, optimizer: str = "adamw") -> MemoryPlan:
-    """The seed's memory table for training ``cfg`` at this batch and sequence length."""
+def activation_bytes(cfg: ModelConfig, tokens: int, checkpointing: bool = False, chunk: int = DEFAULT_CHUNK) -> float:
+    """Activations at the peak of backward: blocks, plus the chunked head's buffers."""
+    per_block = _block_values_per_token(cfg) * tokens * 4
+    if checkpointing:  # block inputs only, plus one block recomputed at a time
+        blocks = cfg.n_layers * cfg.d_model * tokens * 4 + per_block
+    else:
+        blocks = cfg.n_layers * per_block
+    head = (cfg.vocab_size * cfg.d_model  # fp32 accumulator of the head weight's gradient
+            + min(chunk, tokens) * cfg.vocab_size  # one chunk of logits / probabilities
+            + 2 * tokens * cfg.d_model) * 4  # final features and their gradient
+    return blocks + head
+
+
+def _adafactor_values(cfg: ModelConfig) -> int:
+    """Adafactor's factored second moment: a row and a column vector per matrix slice."""
+    total = 0
+    for p in build_model(cfg, device="meta").parameters():
+        if p.dim() >= 2:
+            lead = p.numel() // (p.shape[-1] * p.shape[-2])
+            total += lead * (p.shape[-2] + p.shape[-1])
+        else:
+            total += p.numel()
+    return total
+
+
+def estimate_memory(cfg: ModelConfig, batch_size: int, seq_len: int, lean: bool = False) -> MemoryPlan:
+    """The seed's memory table for training ``cfg`` at this batch and sequence length.
+
+    ``lean`` is :mod:`growlib.lean`: gradients exist one parameter at a time,
+    Adafactor's states are factored, blocks are checkpointed.
+    """
     params, _ = analytic_params(cfg)
-    states = {"adamw": 8.0, "sgd": 0.0}
-    if optimizer not in states:
-        raise ValueError(f"optimizer {optimizer!r} is unknown: accepted {sorted(states)}")
-    return MemoryPlan(model=4.0 * params, gradients=4.0 * params, optimizer=states[optimizer] * params,
-                      activations=activation_bytes_per_token(cfg) * batch_size * seq_len)
+    tokens = batch_size * seq_len
+    if lean:
+        largest = max(p.numel() for p in build_model(cfg, device="meta").parameters())
+        # one parameter's gradient at a time, plus Adafactor's temporaries while it steps
+        # (the squared gradient and the update, each the parameter's size)
+        return MemoryPlan(model=4.0 * params, gradients=3 * 4.0 * largest, optimizer=4.0 * _adafactor_values(cfg),
+                          activations=activation_bytes(cfg, tokens, checkpointing=True))
+    return MemoryPlan(model=4.0 * params, gradients=4.0 * params, optimizer=8.0 * params,
+                      activations=activation_bytes(cfg, tokens))
 
 
 def system_memory_bytes() -> float:
     """Physical memory of this machine (the budget on CPU and on Apple's unified memory)."""
     return float(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+
+
+def available_memory(device: str) -> float:
+    """What training on ``device`` may use: the GPU's memory on CUDA, the machine's elsewhere."""
+    if device.startswith("cuda"):
+        return float(torch.cuda.get_device_properties(torch.device(device)).total_memory)
+    return system_memory_bytes()
+
+
+def current_rss() -> float:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def reset_peak(device: str) -> None:
+    """Start a new peak measurement (CUDA allocator stats; on Linux, the process's VmHWM)."""
+    if device.startswith("cuda"):
+        torch.cuda.reset_peak_memory_stats()
+    elif os.path.exists("/proc/self/clear_refs"):
+        try:
+            with open("/proc/self/clear_refs", "w") as f:
+                f.write("5")  # resets the peak resident set size
+        except OSError:
+            pass
+
+
+def measured_peak(device: str) -> tuple[float, str]:
+    """(bytes, what was measured) since :func:`reset_peak`."""
+    if device.startswith("cuda"):
+        return float(torch.cuda.max_memory_allocated()), "CUDA max_memory_allocated"
+    if device == "mps":
+        return float(torch.mps.driver_allocated_memory()), "MPS driver memory"
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return float(line.split()[1]) * 1024, "peak RSS"
+    except OSError:
+        pass
+    return float(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024, "peak RSS (process lifetime)"
+
+
+def recommendations(model_cfg: ModelConfig, growth, batch_size: int, seq_len: int, available: float,
+                    runtime: float = 0.0) -> list[str]:
+    """The seed's advice for a phase 3 that does not fit, worked out for this machine."""
+    import dataclasses
+
+    from .budget import phase_configs
+
+    options = [("batch 8 -> 4", {}, batch_size // 2 or 1, False),
+               ("scale_factor 2 -> 1.5", {"scale_factor": 1.5}, batch_size, False),
+               ("extra_layers 4 -> 2", {"extra_layers": 2}, batch_size, False),
+               ("scale 1.5, +2 layers, batch 4", {"scale_factor": 1.5, "extra_layers": 2}, batch_size // 2 or 1, False),
+               ("--lean (Adafactor in backward, checkpointing)", {}, batch_size, True)]
+    lines = [f"  Recommendations for {available / GB:.1f} GB (phase 3 totals):"]
+    for label, change, batch, lean in options:
+        try:
+            cfg = phase_configs(model_cfg, dataclasses.replace(growth, **change))[3]
+        except ValueError:
+            continue  # a factor this model's sizes cannot take
+        total = dataclasses.replace(estimate_memory(cfg, batch, seq_len, lean=lean), runtime=runtime).total
+        lines.append(f"    {label:<48s} {total / GB:6.1f} GB  {'✅ fits' if total < 0.9 * available else '✗'}")
+    return lines

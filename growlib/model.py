@@ -12,6 +12,7 @@ import math
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from torch.utils.checkpoint import checkpoint
 
 from .config import ModelConfig
 from .moe import MoE
@@ -94,6 +95,7 @@ class GPT(nn.Module):
         cos, sin = rope_tables(cfg.head_dim, cfg.max_seq_len, cfg.rope_theta)
         self.register_buffer("rope_cos", cos, persistent=False)  # [T, hd]
         self.register_buffer("rope_sin", sin, persistent=False)
+        self.grad_checkpointing = False  # lean mode: keep block inputs only, recompute in backward
         if seed is not None:
             self.init_weights(seed)
 
@@ -122,7 +124,7 @@ class GPT(nn.Module):
         x = self.tok_emb(idx)  # [B, T, d]
         hidden = []
         for block in self.blocks:
-            x = block(x, self.rope_cos, self.rope_sin)
+            x = self._run_block(block, x)
             if return_hidden:
                 hidden.append(x)
         logits = F.linear(self.ln_f(x), self.tok_emb.weight)  # tied head: [B, T, V]
@@ -132,8 +134,13 @@ class GPT(nn.Module):
         """The final normalised features [B, T, d] that the tied head reads."""
         x = self.tok_emb(idx)
         for block in self.blocks:
-            x = block(x, self.rope_cos, self.rope_sin)
+            x = self._run_block(block, x)
         return self.ln_f(x)
+
+    def _run_block(self, block: Block, x: torch.Tensor) -> torch.Tensor:
+        if self.grad_checkpointing and self.training and torch.is_grad_enabled():
+            return checkpoint(block, x, self.rope_cos, self.rope_sin, use_reentrant=False)
+        return block(x, self.rope_cos, self.rope_sin)
 
     def moe_layers(self) -> list[MoE]:
         return [b.mlp for b in self.blocks if isinstance(b.mlp, MoE)]

@@ -23,6 +23,9 @@ from .config import GrowthConfig, Preset, TrainConfig, get_preset
 from .console import boundary_summary, phase_banner, section_banner
 from .data import TokenData, load_corpus, load_tokenizer
 from .grow import grow, widened_config
+from .lean import free_model
+from .memory import (MemoryPlan, available_memory, current_rss, estimate_memory, measured_peak, recommendations,
+                     reset_peak)
 from .model import GPT, build_model
 from .train import History, PhaseResult, evaluate, pick_device, train_phase
 from .upcycle import upcycle
@@ -69,9 +72,14 @@ class Session:
     checkpoint_every: int = 0  # periodic checkpoints (with optimizer state) every N steps; 0 = phase ends only
     stop: StopFlag = field(default_factory=StopFlag)
     after_step: Callable[[int, int], None] | None = None  # test hook: called after every step
+    eval_every: int = 0  # validation curve every N steps (growlib.compare), reported to on_eval
+    on_eval: Callable[[int, int, float], None] | None = None  # (phase, steps done, validation loss)
     results: dict[int, PhaseResult] = field(default_factory=dict)
     preservation: dict[int, Preservation] = field(default_factory=dict)
     boundary: dict[str, float] = field(default_factory=dict)
+    runtime_bytes: float = 0.0  # memory in use before any model (runtime and data), for the plans
+    plans: dict[int, MemoryPlan] = field(default_factory=dict)
+    peaks: dict[int, float] = field(default_factory=dict)
 
     def say(self, text: str = "") -> None:
         if self.verbose:
@@ -113,6 +121,29 @@ class Session:
     def eval(self, model: GPT) -> float:
         return evaluate(model, self.val_batches, self.device)
 
+    def plan_memory(self, model: GPT, phase: int) -> None:
+        """The seed's memory table before a phase; the seed's advice where it will not fit."""
+        plan = dataclasses.replace(estimate_memory(model.cfg, self.train.batch_size, self.train.seq_len,
+                                                   lean=self.train.lean), runtime=self.runtime_bytes)
+        self.plans[phase] = plan
+        available = available_memory(self.device)
+        for line in plan.lines(f"phase {phase}" + (" (lean mode)" if self.train.lean else ""), available):
+            self.say(line)
+        if plan.total >= 0.9 * available:
+            self.say(f"  ⚠️  phase {phase} is estimated at {plan.total / 1e9:.1f} GB, more than this machine's "
+                     f"{available / 1e9:.1f} GB can give: expect an out-of-memory error or heavy swapping")
+            for line in recommendations(self.preset.model, self.growth, self.train.batch_size,
+                                        self.train.seq_len, available, self.runtime_bytes):
+                self.say(line)
+        reset_peak(self.device)
+
+    def report_peak(self, phase: int) -> None:
+        peak, what = measured_peak(self.device)
+        self.peaks[phase] = peak
+        est = self.plans.get(phase)
+        versus = f" (estimate {est.total / 1e9:.2f} GB)" if est else ""
+        self.say(f"  Memory: measured {what} {peak / 1e9:.2f} GB{versus}")
+
     def verify_tokens(self) -> torch.Tensor:
         return self.val_batches[0][0]
 
@@ -121,8 +152,10 @@ class Session:
                         val_batches=self.val_batches, start_step=resume.next_step if resume else 0,
                         optimizer_state=resume.optimizer if resume else None,
                         checkpoint=self.periodic(model, phase), checkpoint_every=self.checkpoint_every,
-                        stop=self.stop, after_step=self.after_step)
+                        stop=self.stop, after_step=self.after_step, eval_every=self.eval_every,
+                        on_eval=(lambda done, v: self.on_eval(phase, done, v)) if self.on_eval else None)
         self.results[phase] = r
+        self.report_peak(phase)
         start = self.boundary.get(f"val_after_{phase}")
         if start is not None and r.eval_loss >= start:
             self.say(f"  ⚠️  validation loss did not decrease over phase {phase} ({start:.4f} -> "
@@ -143,10 +176,12 @@ class Resumed:
 def open_session(preset: str | Preset = "cpu", data: str = "auto", steps: int | None = None,
                  out: str | os.PathLike | None = "checkpoints", device: str | None = None,
                  growth: dict | None = None, verbose: bool = True, fresh_history: bool = True,
-                 checkpoint_every: int = 0) -> Session:
+                 checkpoint_every: int = 0, lean: bool = False) -> Session:
     """Validate every argument, then load the corpus and tokenizer (no training yet)."""
     p = get_preset(preset) if isinstance(preset, str) else preset
     tcfg = p.train if steps is None else p.train.with_steps(steps)
+    if lean:
+        tcfg = dataclasses.replace(tcfg, lean=True)
     gcfg = dataclasses.replace(p.growth, **(growth or {}))
     widened_config(dataclasses.replace(p.model, n_experts=gcfg.n_experts, top_k=gcfg.top_k), gcfg.scale_factor)
     if checkpoint_every < 0:
@@ -165,6 +200,7 @@ def open_session(preset: str | Preset = "cpu", data: str = "auto", steps: int | 
     s = Session(p, tcfg, gcfg, token_data, dev, out_path, History(history_path), data_spec=data, verbose=verbose,
                 checkpoint_every=checkpoint_every)
     s.val_batches = token_data.val_batches(tcfg.eval_batches, tcfg.batch_size)
+    s.runtime_bytes = 0.0 if dev.startswith("cuda") else current_rss()
     return s
 
 
@@ -172,6 +208,7 @@ def phase1(s: Session, resume: Resumed | None = None) -> GPT:
     """Build and train the dense model; checkpoint ``dense_model``."""
     model = resume.model if resume else build_model(s.preset.model, seed=s.train.seed, device=s.device)
     s.say()
+    s.plan_memory(model, 1)
     s.say(phase_banner("Phase 1 — Dense", s.train.steps_phase1, s.train.lr_phase1, s.device,
                        param_report(model, s.train.seq_len)))
     s.say()
@@ -199,6 +236,7 @@ def phase2(s: Session, dense: GPT | None, resume: Resumed | None = None) -> GPT:
     else:
         moe = resume.model
     s.say()
+    s.plan_memory(moe, 2)
     s.say(phase_banner("Phase 2 — MoE", s.train.steps_phase2, s.train.lr_phase2, s.device,
                        param_report(moe, s.train.seq_len)))
     s.say()
@@ -229,7 +267,10 @@ def phase3(s: Session, moe: GPT | None, resume: Resumed | None = None) -> GPT:
         _warn_jump(s, 3)
     else:
         grown = resume.model
+    if s.train.lean and moe is not None:
+        free_model(moe)  # lean mode: the MoE's memory goes back before the big model trains
     s.say()
+    s.plan_memory(grown, 3)
     s.say(phase_banner("Phase 3 — Large MoE (Bilateral Growth)", s.train.steps_phase3, s.train.lr_phase3,
                        s.device, param_report(grown, s.train.seq_len)))
     s.say()

@@ -22,6 +22,7 @@ import torch
 from .config import TrainConfig
 from .console import step_line
 from .data import TokenData
+from .lean import OptimizerInBackward
 from .losses import DEFAULT_CHUNK, chunked_cross_entropy
 from .model import GPT
 
@@ -152,7 +153,8 @@ def train_phase(model: GPT, data: TokenData, cfg: TrainConfig, phase: int, devic
                 val_batches: list | None = None, start_step: int = 0, optimizer_state: dict | None = None,
                 checkpoint: Callable[[int, torch.optim.Optimizer], None] | None = None,
                 checkpoint_every: int = 0, stop: Any = None,
-                after_step: Callable[[int, int], None] | None = None) -> PhaseResult:
+                after_step: Callable[[int, int], None] | None = None,
+                eval_every: int = 0, on_eval: Callable[[int, float], None] | None = None) -> PhaseResult:
     """Train ``model`` in place for one phase and return its logged losses.
 
     ``start_step`` and ``optimizer_state`` continue an interrupted phase;
@@ -163,7 +165,11 @@ def train_phase(model: GPT, data: TokenData, cfg: TrainConfig, phase: int, devic
     peak = cfg.lr(phase)
     history = history or History(None)
     model.train()
-    opt = make_optimizer(model, peak, cfg.weight_decay, device)
+    if cfg.lean:  # growlib.lean: Adafactor stepped inside backward, gradient checkpointing
+        opt = OptimizerInBackward(model, peak, cfg.weight_decay)
+        model.grad_checkpointing = True
+    else:
+        opt = make_optimizer(model, peak, cfg.weight_decay, device)
     if optimizer_state is not None:
         opt.load_state_dict(optimizer_state)
     result = PhaseResult(phase)
@@ -182,8 +188,11 @@ def train_phase(model: GPT, data: TokenData, cfg: TrainConfig, phase: int, devic
     start = time.perf_counter()
     for step in range(start_step, steps):
         lr = lr_at(step, steps, peak, cfg.warmup_steps, cfg.min_lr_ratio)
-        for group in opt.param_groups:
-            group["lr"] = lr
+        if isinstance(opt, OptimizerInBackward):
+            opt.set_lr(lr)
+        else:
+            for group in opt.param_groups:
+                group["lr"] = lr
         x, y = data.train_batch(cfg.batch_size, cfg.seed, phase, step)
         x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
         with autocast_for(device):
@@ -194,7 +203,8 @@ def train_phase(model: GPT, data: TokenData, cfg: TrainConfig, phase: int, devic
                 total = loss + cfg.aux_loss_coef * balance + cfg.z_loss_coef * z
         opt.zero_grad(set_to_none=True)
         total.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        if not cfg.lean:  # lean mode has no full set of gradients to clip; Adafactor clips its updates
+            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
         loss_value = loss.item()
         if not math.isfinite(loss_value):
             raise TrainingDiverged(f"phase {phase} step {step}: loss is {loss_value}; stopping the phase "
@@ -223,6 +233,8 @@ def train_phase(model: GPT, data: TokenData, cfg: TrainConfig, phase: int, devic
         if after_step is not None:
             after_step(phase, step)
         done = step + 1
+        if eval_every and on_eval is not None and val_batches and (done % eval_every == 0 or done == steps):
+            on_eval(done, evaluate(model, val_batches, device))  # validation curve (growlib.compare)
         if stop is not None and stop.requested:
             if checkpoint is not None:
                 checkpoint(done, opt)
@@ -231,6 +243,9 @@ def train_phase(model: GPT, data: TokenData, cfg: TrainConfig, phase: int, devic
             checkpoint(done, opt)
     if bar is not None:
         bar.close()
+    if cfg.lean:
+        opt.remove()
+        model.grad_checkpointing = False
     result.seconds = time.perf_counter() - start
     if val_batches:
         result.eval_loss = evaluate(model, val_batches, device)

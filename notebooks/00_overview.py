@@ -96,7 +96,20 @@ plots.plot_memory(plans, available);
 # **What to notice:** phases 1 and 2 fit easily. Phase 3, at 2.16 B parameters, needs far more
 # than a 24 GB laptop has: the seed's table (~24 GB) was computed for its mistaken 1.47 B
 # figure. The seed's own fallbacks help: width ×1.5 instead of ×2, +2 layers instead of +4,
-# batch 4 instead of 8. Try them in the explorer below.
+# batch 4 instead of 8. Below, each is worked out for 24 GB, together with growlib's *lean mode*
+# (`python -m growlib run --lean`): Adafactor instead of AdamW (its second moment is factored
+# into a row and a column per matrix, no first moment), each parameter updated inside the
+# backward pass the moment its gradient is ready (so the gradients never all exist at once),
+# and gradient checkpointing (blocks recompute their insides during backward).
+
+# %%
+for line in gl.recommendations(seed.model, seed.growth, seed.train.batch_size, seed.train.seq_len, 24e9):
+    print(line)
+lean = gl.estimate_memory(configs[3], seed.train.batch_size, seed.train.seq_len, lean=True)
+print("\n".join(lean.lines("phase 3, lean mode", 24e9)))
+
+# %% [markdown]
+# Try the fallbacks in the explorer below.
 #
 # ## Explorer: change the growth plan
 #

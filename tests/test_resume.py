@@ -151,3 +151,14 @@ def test_ctrl_c_writes_a_checkpoint_and_says_how_to_resume(tmp_path):
     resumed = subprocess.run(args + ["--resume"], cwd=tmp_path, env=env, capture_output=True, text=True)
     assert resumed.returncode == 0, resumed.stderr
     assert "[resume] continuing phase 1 at step" in resumed.stdout and "BOUNDARY SUMMARY" in resumed.stdout
+
+
+def test_lean_mode_learns_and_resumes_exactly(tmp_path):
+    lean = {**SETTINGS, "lean": True}
+    full = run(out=tmp_path / "full", **lean)
+    r = full.results
+    assert r[1].eval_loss < r[1].losses[0] - 0.5 and full.boundary["val_end_3"] < full.boundary["val_after_3"]
+    with pytest.raises(Killed):
+        run(out=tmp_path / "killed", after_step=_killer(2, 13), **lean)
+    resumed = run(out=tmp_path / "killed", resume=True, **lean)
+    assert _losses(resumed) == _losses(full)

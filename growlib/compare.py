@@ -1,0 +1,181 @@
+"""Does growth pay? The grown path against training from scratch, measured in FLOPs.
+
+``python -m growlib compare`` trains, on the same data and the same fixed
+validation batches, for each seed:
+
+(a) the grown path: dense -> MoE -> grown, FLOPs counted from the first dense step;
+(b) the final grown architecture from scratch, for as many FLOPs as (a) used;
+(c) the dense model trained on for the FLOPs that phase 2 used (upcycled MoE
+    against continued dense training at equal compute).
+
+FLOPs per step come from :func:`growlib.accounting.training_flops_per_token`
+(forward + backward, active parameters, attention and the output head). Each
+run logs validation loss against cumulative FLOPs. The saving is
+``1 - F_grown / F_scratch`` where ``F_grown`` is the FLOPs at which the grown
+path first reaches the scratch run's final validation loss (negative, and
+measured the other way round, when growth does not reach it).
+Ablations re-run phase 3 only, from the same phase-2 model.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+import statistics
+from dataclasses import dataclass, field
+
+from .accounting import training_flops_per_token
+from .config import get_preset
+from .model import build_model
+from .pipeline import Session, open_session, phase1, phase2, phase3
+
+ABLATIONS = {
+    "plain G_stack copy": {"preserve": False},
+    "placement interleave": {"placement": "interleave"},
+    "placement middle": {"placement": "middle"},
+    "no symmetry-breaking noise": {"noise": 0.0},
+    "width x1.5": {"scale_factor": 1.5},
+}
+
+
+@dataclass
+class Curve:
+    label: str
+    flops: list[float] = field(default_factory=list)
+    val: list[float] = field(default_factory=list)
+
+    def add(self, flops: float, val: float) -> None:
+        self.flops.append(flops)
+        self.val.append(val)
+
+    def reach(self, target: float) -> float | None:
+        """First FLOPs at which the validation loss is <= target (linear between evaluations)."""
+        for i, (f, v) in enumerate(zip(self.flops, self.val)):
+            if v <= target:
+                if i == 0:
+                    return f
+                f0, v0 = self.flops[i - 1], self.val[i - 1]
+                return f0 + (f - f0) * (v0 - target) / (v0 - v)
+        return None
+
+
+def saving(path: Curve, reference: Curve) -> float:
+    """Share of the reference's FLOPs that ``path`` saves to reach the reference's final loss."""
+    f = path.reach(reference.val[-1])
+    if f is not None:
+        return 1.0 - f / reference.flops[-1]
+    g = reference.reach(path.val[-1])  # path never got there: how much sooner the reference got to path's end
+    return -(1.0 - g / path.flops[-1]) if g is not None else float("-inf")
+
+
+def _step_flops(s: Session, cfg) -> float:
+    return float(training_flops_per_token(cfg, s.train.seq_len) * s.train.batch_size * s.train.seq_len)
+
+
+def _train_curve(s: Session, model, phase: int, steps: int, lr: float, curve: Curve, flops0: float,
+                 step_flops: float) -> None:
+    """Train ``model`` for ``steps`` at ``lr`` on phase ``phase``'s batches, logging the curve."""
+    from .train import train_phase
+
+    tcfg = dataclasses.replace(s.train, **{f"lr_phase{phase}": lr, f"steps_phase{phase}": steps})
+    train_phase(model, s.data, tcfg, phase, s.device, verbose=False, val_batches=s.val_batches,
+                eval_every=s.eval_every, on_eval=lambda done, v: curve.add(flops0 + done * step_flops, v))
+
+
+def compare_one(preset: str, data: str, seed: int, eval_every: int, ablations: bool, steps: int | None) -> dict:
+    s = open_session(preset, data=data, steps=steps, out=None, verbose=False)
+    s.train = dataclasses.replace(s.train, seed=seed)
+    s.eval_every = eval_every
+    grown = Curve("grown path (dense -> MoE -> grown)")
+    phase_flops: dict[int, float] = {}
+    offsets = {1: 0.0}
+
+    def on_eval(phase: int, done: int, v: float) -> None:
+        grown.add(offsets[phase] + done * phase_flops[phase], v)
+
+    s.on_eval = on_eval
+    cfg = s.preset.model
+    phase_flops[1] = _step_flops(s, cfg)
+    grown.add(0.0, s.eval(build_model(cfg, seed=seed)))
+    dense = phase1(s)
+    moe_cfg = dataclasses.replace(cfg, n_experts=s.growth.n_experts, top_k=s.growth.top_k)
+    phase_flops[2] = _step_flops(s, moe_cfg)
+    offsets[2] = s.train.steps_phase1 * phase_flops[1]
+    dense_copy = copy.deepcopy(dense)
+    moe = phase2(s, dense)
+    moe_final = copy.deepcopy(moe)
+    offsets[3] = offsets[2] + s.train.steps_phase2 * phase_flops[2]
+    from .grow import widened_config
+    big_cfg = dataclasses.replace(widened_config(moe_cfg, s.growth.scale_factor),
+                                  n_layers=cfg.n_layers + s.growth.extra_layers)
+    phase_flops[3] = _step_flops(s, big_cfg)
+    phase3(s, moe)
+    total = offsets[3] + s.train.steps_phase3 * phase_flops[3]
+
+    # (b) the grown architecture from scratch, same total FLOPs, the dense phase's LR and batches
+    scratch = Curve("grown architecture from scratch")
+    big = build_model(big_cfg, seed=seed)
+    scratch.add(0.0, s.eval(big))
+    _train_curve(s, big, 1, max(1, round(total / phase_flops[3])), s.train.lr_phase1, scratch, 0.0, phase_flops[3])
+
+    # (c) dense trained on for phase 2's FLOPs, against the upcycled MoE
+    dense_more = Curve("dense, continued")
+    dense_more.add(offsets[2], grown.val[[i for i, f in enumerate(grown.flops) if f <= offsets[2]][-1]])
+    _train_curve(s, dense_copy, 2, max(1, round(s.train.steps_phase2 * phase_flops[2] / phase_flops[1])),
+                 s.train.lr_phase2, dense_more, offsets[2], phase_flops[1])
+    moe_part = Curve("upcycled MoE", [f for f in grown.flops if offsets[2] <= f <= offsets[3]],
+                     [v for f, v in zip(grown.flops, grown.val) if offsets[2] <= f <= offsets[3]])
+
+    result = {"seed": seed, "total_flops": total,
+              "curves": {c.label: {"flops": c.flops, "val": c.val} for c in (grown, scratch, dense_more)},
+              "saving_grown_vs_scratch": saving(grown, scratch),
+              "saving_moe_vs_dense": saving(_rebase(moe_part, offsets[2]), _rebase(dense_more, offsets[2])),
+              "final_val": {"grown": grown.val[-1], "scratch": scratch.val[-1], "moe": moe_part.val[-1],
+                            "dense_continued": dense_more.val[-1]}}
+    if ablations:
+        result["ablations"] = {}
+        base = Curve("seed's growth", [f for f in grown.flops if f >= offsets[3]],
+                     [v for f, v in zip(grown.flops, grown.val) if f >= offsets[3]])
+        for name, change in ABLATIONS.items():
+            preserve = change.get("preserve", True)
+            g = dataclasses.replace(s.growth, **{k: v for k, v in change.items() if k != "preserve"})
+            from .grow import grow
+            model = grow(copy.deepcopy(moe_final), g.scale_factor, g.extra_layers, where=g.placement,
+                         noise=g.noise, preserve=preserve, seed=seed, verbose=False)
+            step_f = _step_flops(s, model.cfg)
+            c = Curve(name)
+            c.add(offsets[3], s.eval(model))
+            _train_curve(s, model, 3, s.train.steps_phase3, s.train.lr_phase3, c, offsets[3], step_f)
+            result["ablations"][name] = {"flops": c.flops, "val": c.val, "final_val": c.val[-1],
+                                         "start_val": c.val[0], "seed_growth_final_val": base.val[-1]}
+    return result
+
+
+def _rebase(c: Curve, origin: float) -> Curve:
+    return Curve(c.label, [f - origin for f in c.flops], list(c.val))
+
+
+def compare(preset: str = "cpu", data: str = "auto", seeds: tuple[int, ...] = (0, 1), eval_every: int = 25,
+            ablations: bool = False, steps: int | None = None, json_path: str | None = None) -> dict:
+    get_preset(preset)
+    runs = []
+    for seed in seeds:
+        print(f"[compare] preset {preset!r}, data {data!r}, seed {seed}...", flush=True)
+        runs.append(compare_one(preset, data, seed, eval_every, ablations, steps))
+        r = runs[-1]
+        print(f"  grown path final val {r['final_val']['grown']:.4f}, scratch {r['final_val']['scratch']:.4f}: "
+              f"saving {100 * r['saving_grown_vs_scratch']:.1f}%")
+        print(f"  MoE final val {r['final_val']['moe']:.4f}, dense continued {r['final_val']['dense_continued']:.4f}: "
+              f"saving {100 * r['saving_moe_vs_dense']:.1f}%")
+    summary = {}
+    for key in ("saving_grown_vs_scratch", "saving_moe_vs_dense"):
+        vals = [r[key] for r in runs]
+        summary[key] = {"mean": statistics.mean(vals), "min": min(vals), "max": max(vals), "values": vals}
+        print(f"[compare] {key}: mean {100 * summary[key]['mean']:.1f}% "
+              f"(min {100 * summary[key]['min']:.1f}%, max {100 * summary[key]['max']:.1f}%, seeds {list(seeds)})")
+    out = {"preset": preset, "data": data, "seeds": list(seeds), "summary": summary, "runs": runs}
+    if json_path:
+        with open(json_path, "w") as f:
+            json.dump(out, f, indent=1)
+    return out
