@@ -44,6 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="also checkpoint (with optimizer state) every N steps, for --resume")
     run.add_argument("--lean", action="store_true",
                      help="memory-light training: Adafactor stepped inside backward, gradient checkpointing")
+    run.add_argument("--compile", action="store_true", help="torch.compile each block (CUDA only)")
     run.add_argument("--resume", action="store_true", help="continue the run in --out from its newest checkpoint")
     run.add_argument("--overwrite", action="store_true", help="replace a run already in --out")
 
@@ -85,7 +86,8 @@ def main(argv: list[str] | None = None) -> int:
             try:
                 run(preset=args.preset or default_preset(args.device), data=args.data, steps=args.steps,
                     out=args.out, device=args.device, growth=growth, resume=args.resume, overwrite=args.overwrite,
-                    checkpoint_every=args.checkpoint_every or 0, lean=args.lean)
+                    checkpoint_every=args.checkpoint_every or 0, lean=args.lean,
+                    compile=args.compile)
             except RunInterrupted as stop:
                 print(f"\ninterrupted in phase {stop.phase} before step {stop.next_step}; a checkpoint is in "
                       f"{args.out}. Continue with the same options plus --resume:\n"

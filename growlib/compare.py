@@ -14,7 +14,7 @@ run logs validation loss against cumulative FLOPs. The saving is
 ``1 - F_grown / F_scratch`` where ``F_grown`` is the FLOPs at which the grown
 path first reaches the scratch run's final validation loss (negative, and
 measured the other way round, when growth does not reach it).
-Ablations re-run phase 3 only, from the same phase-2 model.
+Ablations re-run phase 3 only, from the same phase-2 model, for the first seed.
 """
 
 from __future__ import annotations
@@ -162,7 +162,8 @@ def compare(preset: str = "cpu", data: str = "auto", seeds: tuple[int, ...] = (0
     runs = []
     for seed in seeds:
         print(f"[compare] preset {preset!r}, data {data!r}, seed {seed}...", flush=True)
-        runs.append(compare_one(preset, data, seed, eval_every, ablations, steps))
+        # ablations re-train phase 3 five times: done for the first seed only
+        runs.append(compare_one(preset, data, seed, eval_every, ablations and seed == seeds[0], steps))
         r = runs[-1]
         print(f"  grown path final val {r['final_val']['grown']:.4f}, scratch {r['final_val']['scratch']:.4f}: "
               f"saving {100 * r['saving_grown_vs_scratch']:.1f}%")
@@ -179,3 +180,17 @@ def compare(preset: str = "cpu", data: str = "auto", seeds: tuple[int, ...] = (0
         with open(json_path, "w") as f:
             json.dump(out, f, indent=1)
     return out
+
+
+def load_or_run(preset: str, data: str = "auto", seeds: tuple[int, ...] = (0, 1), eval_every: int = 25,
+                ablations: bool = True, steps: int | None = None) -> tuple[dict, str]:
+    """The comparison's results: from ``runs/compare-*.json`` when a run left them, else computed now."""
+    from .notebook import RUNS_DIR
+
+    name = f"compare-{preset}-{steps or 'full'}-{data if '/' not in data else data.rsplit('/', 1)[-1]}.json"
+    path = RUNS_DIR / name
+    if path.exists():
+        return json.loads(path.read_text()), f"loaded from runs/{name}"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    result = compare(preset, data, seeds, eval_every, ablations, steps, str(path))
+    return result, f"computed now and saved to runs/{name}"

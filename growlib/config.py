@@ -99,6 +99,7 @@ class TrainConfig:
     z_loss_coef: float = 1e-3  # ST-MoE router z-loss
     seed: int = 0
     lean: bool = False  # growlib.lean: Adafactor inside backward + gradient checkpointing (2.16 B in 24 GB)
+    compile: bool = False  # torch.compile each block (CUDA only)
 
     def __post_init__(self) -> None:
         c = "TrainConfig"

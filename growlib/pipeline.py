@@ -176,12 +176,12 @@ class Resumed:
 def open_session(preset: str | Preset = "cpu", data: str = "auto", steps: int | None = None,
                  out: str | os.PathLike | None = "checkpoints", device: str | None = None,
                  growth: dict | None = None, verbose: bool = True, fresh_history: bool = True,
-                 checkpoint_every: int = 0, lean: bool = False) -> Session:
+                 checkpoint_every: int = 0, lean: bool = False, compile: bool = False) -> Session:
     """Validate every argument, then load the corpus and tokenizer (no training yet)."""
     p = get_preset(preset) if isinstance(preset, str) else preset
     tcfg = p.train if steps is None else p.train.with_steps(steps)
-    if lean:
-        tcfg = dataclasses.replace(tcfg, lean=True)
+    if lean or compile:
+        tcfg = dataclasses.replace(tcfg, lean=lean, compile=compile)
     gcfg = dataclasses.replace(p.growth, **(growth or {}))
     widened_config(dataclasses.replace(p.model, n_experts=gcfg.n_experts, top_k=gcfg.top_k), gcfg.scale_factor)
     if checkpoint_every < 0:

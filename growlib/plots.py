@@ -148,3 +148,38 @@ def budget_and_memory_figure(model_cfg, growth, batch_size: int, seq_len: int, a
     plot_memory(plans, available, b, title=f"Training memory, batch {batch_size} x {seq_len} tokens (fp32 AdamW)")
     fig.tight_layout()
     return fig
+
+
+def plot_flops_curves(run: dict, ax=None, title: str = "Validation loss against training compute"):
+    """Validation loss vs cumulative training FLOPs, for each path of one comparison run."""
+    ax = _axes(ax, (8, 4))
+    styles = {"grown path (dense -> MoE -> grown)": ("tab:green", "-"),
+              "grown architecture from scratch": ("tab:red", "--"), "dense, continued": ("tab:blue", ":")}
+    for label, c in run["curves"].items():
+        color, ls = styles.get(label, (None, "-"))
+        ax.plot(np.array(c["flops"]) / 1e12, c["val"], color=color, ls=ls, marker=".", label=label)
+    ax.set_xlabel("training compute (TFLOPs, forward + backward)")
+    ax.set_ylabel("validation loss")
+    ax.set_title(title)
+    ax.legend(fontsize=8)
+    return ax
+
+
+def plot_ablations(run: dict, ax=None, title: str = "Phase-3 variants: loss right after growth and after training"):
+    ax = _axes(ax, (8, 3.5))
+    abl = run["ablations"]
+    names = ["seed's growth", *abl]
+    first = [None, *[a["start_val"] for a in abl.values()]]
+    last = [next(iter(abl.values()))["seed_growth_final_val"], *[a["final_val"] for a in abl.values()]]
+    y = np.arange(len(names))
+    ax.barh(y, last, color="tab:green", alpha=0.7, label="after phase 3")
+    for i, f in enumerate(first):
+        if f is not None:
+            ax.plot([f], [i], "k|", ms=14, label="just after growth" if i == 1 else None)
+    ax.set_yticks(y, names, fontsize=8)
+    lo = min(v for v in last + [f for f in first if f is not None])
+    ax.set_xlim(lo * 0.97, max(v for v in last + [f for f in first if f is not None]) * 1.01)
+    ax.set_xlabel("validation loss")
+    ax.set_title(title)
+    ax.legend(fontsize=8)
+    return ax

@@ -22,6 +22,7 @@ import torch
 from .config import TrainConfig
 from .console import step_line
 from .data import TokenData
+from .accounting import training_flops_per_token
 from .lean import OptimizerInBackward
 from .losses import DEFAULT_CHUNK, chunked_cross_entropy
 from .model import GPT
@@ -55,6 +56,19 @@ def pick_device(requested: str | None = None) -> str:
     if torch.backends.mps.is_available():
         return "mps"
     return "cpu"
+
+
+# dense bf16 tensor-core peaks (no sparsity), by device name, for the MFU line
+GPU_PEAK_BF16 = {"H200": 989e12, "H100": 989e12, "A100": 312e12, "L40S": 362e12, "A10G": 70e12, "L4": 121e12,
+                 "RTX 4090": 165e12, "RTX 3090": 71e12, "V100": 125e12, "T4": 65e12}
+
+
+def accelerator_peak_flops(device: str) -> float | None:
+    """The GPU's bf16 peak, when its name is in the table above; None on CPU/MPS or an unknown GPU."""
+    if not device.startswith("cuda"):
+        return None
+    name = torch.cuda.get_device_name(torch.device(device))
+    return next((v for k, v in GPU_PEAK_BF16.items() if k in name), None)
 
 
 def autocast_for(device: str):
@@ -172,6 +186,9 @@ def train_phase(model: GPT, data: TokenData, cfg: TrainConfig, phase: int, devic
         opt = make_optimizer(model, peak, cfg.weight_decay, device)
     if optimizer_state is not None:
         opt.load_state_dict(optimizer_state)
+    if cfg.compile and device.startswith("cuda"):
+        for block in model.blocks:  # block by block: the MoE's data-dependent routing stays eager around them
+            block.compile()
     result = PhaseResult(phase)
     for rec in history.records:  # what this phase logged before an interruption
         if rec["phase"] == phase and "loss" in rec and rec["step"] < start_step:
@@ -247,6 +264,13 @@ def train_phase(model: GPT, data: TokenData, cfg: TrainConfig, phase: int, devic
         opt.remove()
         model.grad_checkpointing = False
     result.seconds = time.perf_counter() - start
+    trained = steps - start_step
+    if trained > 0 and result.seconds > 0:
+        tok_s = trained * tokens_per_step / result.seconds
+        flops_s = tok_s * training_flops_per_token(model.cfg, cfg.seq_len)
+        peak = accelerator_peak_flops(device)
+        mfu = f", MFU {100 * flops_s / peak:.1f}% of {peak / 1e12:.0f} TFLOP/s bf16" if peak else ""
+        say(f"  throughput: {tok_s:,.0f} tokens/s, {flops_s / 1e12:.3f} TFLOP/s{mfu}")
     if val_batches:
         result.eval_loss = evaluate(model, val_batches, device)
         history.append({"phase": phase, "step": steps - 1, "eval_loss": result.eval_loss,

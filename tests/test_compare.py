@@ -1,0 +1,30 @@
+"""The FLOPs comparison: reaching a target loss and the saving computed from it."""
+
+import pytest
+
+from growlib.compare import Curve, compare, saving
+
+
+def test_reach_interpolates_between_evaluations():
+    c = Curve("x", [0, 10, 20], [5.0, 3.0, 2.0])
+    assert c.reach(4.0) == pytest.approx(5.0)
+    assert c.reach(2.0) == 20 and c.reach(1.0) is None and c.reach(6.0) == 0
+
+
+def test_saving_positive_and_negative():
+    scratch = Curve("s", [0, 100], [5.0, 2.0])
+    fast = Curve("g", [0, 40, 100], [5.0, 2.0, 1.5])
+    assert saving(fast, scratch) == pytest.approx(0.6)  # reached the scratch's final loss at 40% of its FLOPs
+    slow = Curve("g", [0, 100], [5.0, 3.5])
+    # never reached 2.0; the scratch run reached 3.5 at 50 FLOPs: growth cost 2x -> -50%
+    assert saving(slow, scratch) == pytest.approx(-0.5)
+
+
+def test_compare_runs_end_to_end_at_tiny_size():
+    out = compare("tiny", "bundled", seeds=(0,), eval_every=3, steps=6)
+    run = out["runs"][0]
+    grown = run["curves"]["grown path (dense -> MoE -> grown)"]
+    scratch = run["curves"]["grown architecture from scratch"]
+    assert grown["flops"] == sorted(grown["flops"]) and grown["flops"][-1] == pytest.approx(run["total_flops"])
+    assert scratch["flops"][-1] == pytest.approx(run["total_flops"], rel=0.2)  # equal compute, to a step
+    assert set(out["summary"]) == {"saving_grown_vs_scratch", "saving_moe_vs_dense"}
