@@ -37,7 +37,6 @@ class OptimizerInBackward:
         self.optimizers = [torch.optim.Adafactor([p], lr=lr * sc,
                                                  weight_decay=(weight_decay / sc) if p.dim() >= 2 else 0.0)
                            for p, sc in zip(self.params, self.scales)]
-        self.param_groups = [o.param_groups[0] for o in self.optimizers]
         self._hooks = [p.register_post_accumulate_grad_hook(self._step_one(o)) for p, o in zip(self.params, self.optimizers)]
 
     @staticmethod
@@ -47,6 +46,11 @@ class OptimizerInBackward:
             param.grad = None  # free it at once: this is where the memory is saved
 
         return hook
+
+    @property
+    def param_groups(self) -> list[dict]:
+        # read anew each time: load_state_dict replaces each optimizer's group dicts
+        return [o.param_groups[0] for o in self.optimizers]
 
     def set_lr(self, lr: float) -> None:
         for group, scale in zip(self.param_groups, self.scales):
@@ -69,6 +73,7 @@ class OptimizerInBackward:
         for i, o in enumerate(self.optimizers):
             g = dict(o.state_dict()["param_groups"][0])
             g["params"] = [i]
+            g["rms_scale"] = self.scales[i]  # fixed at the phase's start: a resumed phase must keep it
             groups.append(g)
         return {"state": {i: s for i, s in state.items() if s}, "param_groups": groups}
 
@@ -76,6 +81,7 @@ class OptimizerInBackward:
         for i, o in enumerate(self.optimizers):
             group = dict(sd["param_groups"][i])
             group["params"] = [0]
+            self.scales[i] = group.pop("rms_scale")
             o.load_state_dict({"state": {0: sd["state"][i]} if i in sd["state"] else {}, "param_groups": [group]})
 
 

@@ -25,7 +25,7 @@ from .data import TokenData, load_corpus, load_tokenizer
 from .grow import grow, widened_config
 from .lean import free_model
 from .memory import (MemoryPlan, available_memory, current_rss, estimate_memory, measured_peak, recommendations,
-                     reset_peak)
+                     reset_peak, warm_up_runtime)
 from .model import GPT, build_model
 from .train import History, PhaseResult, evaluate, pick_device, train_phase
 from .upcycle import upcycle
@@ -200,7 +200,9 @@ def open_session(preset: str | Preset = "cpu", data: str = "auto", steps: int | 
     s = Session(p, tcfg, gcfg, token_data, dev, out_path, History(history_path), data_spec=data, verbose=verbose,
                 checkpoint_every=checkpoint_every)
     s.val_batches = token_data.val_batches(tcfg.eval_batches, tcfg.batch_size)
-    s.runtime_bytes = 0.0 if dev.startswith("cuda") else current_rss()
+    if not dev.startswith("cuda"):
+        warm_up_runtime()
+        s.runtime_bytes = current_rss()
     return s
 
 
