@@ -45,31 +45,24 @@ def boundary_summary(s: dict) -> str:
     val_after_N around each transition, val_end_N at the end of phase N.
     """
     f = lambda v: f"{v:8.4f}"
-    lines = ["BOUNDARY SUMMARY", DOUBLE]
-    lines.append(f"  Phase 1 final loss      : {f(s['p1_final'])}")
-    if "p2_first" in s:
-        jump12 = s["p2_first"] - s["p1_final"]
-        lines += [f"  Phase 2 first loss      : {f(s['p2_first'])}",
-                  f"  Phase 2 final loss      : {f(s['p2_final'])}",
-                  f"  Phase 1→2 jump          : {f(jump12)}  ← Small is good (train loss, batch noise included)"]
-        if "val_after_2" in s:
-            lines.append(f"  Phase 1→2 jump (exact)  : {s['val_after_2'] - s['val_before_2']:8.1e}"
-                         "  ← same validation batches before/after upcycling")
-        lines.append(f"  Phase 2 total drop      : {f(s['p2_first'] - s['p2_final'])}")
-        if "val_after_2" in s and "val_end_2" in s:
-            lines.append(f"  Phase 2 drop (val)      : {f(s['val_after_2'] - s['val_end_2'])}"
-                         "  ← same validation batches, start to end of the phase")
-    if "p3_first" in s:
-        jump23 = s["p3_first"] - s["p2_final"]
-        lines += ["", f"  Phase 3 first loss      : {f(s['p3_first'])}",
-                  f"  Phase 3 final loss      : {f(s['p3_final'])}",
-                  f"  Phase 2→3 jump          : {f(jump23)}  ← train loss, batch noise included"]
-        if "val_after_3" in s:
-            lines.append(f"  Phase 2→3 jump (exact)  : {s['val_after_3'] - s['val_before_3']:8.1e}"
-                         "  ← VERY small means success!")
-        lines.append(f"  Phase 3 total drop      : {f(s['p3_first'] - s['p3_final'])}")
-        if "val_after_3" in s and "val_end_3" in s:
-            lines.append(f"  Phase 3 drop (val)      : {f(s['val_after_3'] - s['val_end_3'])}"
+    lines = ["BOUNDARY SUMMARY", DOUBLE, f"  Phase 1 final loss      : {f(s['p1_final'])}"]
+    notes = {2: ("← Small is good (train loss, batch noise included)",
+                 "← same validation batches before/after upcycling"),
+             3: ("← train loss, batch noise included", "← VERY small means success!")}
+    for p in (2, 3):
+        if f"p{p}_first" not in s:
+            break
+        if p == 3:
+            lines.append("")  # the seed's blank line between the two transitions
+        lines.append(f"  Phase {p} first loss      : {f(s[f'p{p}_first'])}")
+        lines.append(f"  Phase {p} final loss      : {f(s[f'p{p}_final'])}")
+        lines.append(f"  Phase {p - 1}→{p} jump          : {f(s[f'p{p}_first'] - s[f'p{p - 1}_final'])}  {notes[p][0]}")
+        if f"val_after_{p}" in s:
+            exact = s[f"val_after_{p}"] - s[f"val_before_{p}"]
+            lines.append(f"  Phase {p - 1}→{p} jump (exact)  : {exact:8.1e}  {notes[p][1]}")
+        lines.append(f"  Phase {p} total drop      : {f(s[f'p{p}_first'] - s[f'p{p}_final'])}")
+        if f"val_after_{p}" in s and f"val_end_{p}" in s:
+            lines.append(f"  Phase {p} drop (val)      : {f(s[f'val_after_{p}'] - s[f'val_end_{p}'])}"
                          "  ← same validation batches, start to end of the phase")
     lines.append(DOUBLE)
     return "\n".join(lines)

@@ -16,12 +16,11 @@ import torch
 from .checkpoint import checkpoint_exists, load_checkpoint
 from .data import DATA_DIR
 from .model import GPT
-from .pipeline import Session, open_session, phase1, phase2, phase3, shown_path
+from .pipeline import PHASE_CHECKPOINT, Session, open_session, phase1, phase2, phase3, shown_path
 from .train import PhaseResult, pick_device
 
 STEPS_VAR = "GROWLIB_STEPS"
 RUNS_DIR = Path(os.environ.get("GROWLIB_RUNS_DIR", DATA_DIR.parent / "runs"))
-PHASE_CHECKPOINT = {1: "dense_model", 2: "moe_model_final", 3: "large_moe_final"}
 
 
 def steps_override() -> int | None:

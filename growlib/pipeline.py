@@ -209,16 +209,7 @@ def open_session(preset: str | Preset = "cpu", data: str = "auto", steps: int | 
 def phase1(s: Session, resume: Resumed | None = None) -> GPT:
     """Build and train the dense model; checkpoint ``dense_model``."""
     model = resume.model if resume else build_model(s.preset.model, seed=s.train.seed, device=s.device)
-    s.say()
-    s.plan_memory(model, 1)
-    s.say(phase_banner("Phase 1 — Dense", s.train.steps_phase1, s.train.lr_phase1, s.device,
-                       param_report(model, s.train.seq_len)))
-    s.say()
-    _say_resume(s, resume)
-    s.fit(model, 1, resume)
-    s.boundary["p1_final"] = s.results[1].final_loss
-    s.boundary["val_before_2"] = s.boundary["val_end_1"] = s.results[1].eval_loss
-    s.save(model, "dense_model", 1)
+    _train_and_save(s, model, 1, resume)
     return model
 
 
@@ -237,17 +228,7 @@ def phase2(s: Session, dense: GPT | None, resume: Resumed | None = None) -> GPT:
         s.save(moe, "moe_model_init", 2, next_step=0)
     else:
         moe = resume.model
-    s.say()
-    s.plan_memory(moe, 2)
-    s.say(phase_banner("Phase 2 — MoE", s.train.steps_phase2, s.train.lr_phase2, s.device,
-                       param_report(moe, s.train.seq_len)))
-    s.say()
-    _say_resume(s, resume)
-    s.fit(moe, 2, resume)
-    s.boundary["p2_first"] = s.results[2].first_loss
-    s.boundary["p2_final"] = s.results[2].final_loss
-    s.boundary["val_before_3"] = s.boundary["val_end_2"] = s.results[2].eval_loss
-    s.save(moe, "moe_model_final", 2)
+    _train_and_save(s, moe, 2, resume)
     return moe
 
 
@@ -271,23 +252,29 @@ def phase3(s: Session, moe: GPT | None, resume: Resumed | None = None) -> GPT:
         grown = resume.model
     if s.train.lean and moe is not None:
         free_model(moe)  # lean mode: the MoE's memory goes back before the big model trains
-    s.say()
-    s.plan_memory(grown, 3)
-    s.say(phase_banner("Phase 3 — Large MoE (Bilateral Growth)", s.train.steps_phase3, s.train.lr_phase3,
-                       s.device, param_report(grown, s.train.seq_len)))
-    s.say()
-    _say_resume(s, resume)
-    s.fit(grown, 3, resume)
-    s.boundary["p3_first"] = s.results[3].first_loss
-    s.boundary["p3_final"] = s.results[3].final_loss
-    s.boundary["val_end_3"] = s.results[3].eval_loss
-    s.save(grown, "large_moe_final", 3)
+    _train_and_save(s, grown, 3, resume)
     return grown
 
 
-def _say_resume(s: Session, resume: Resumed | None) -> None:
+PHASE_TITLES = {1: "Phase 1 — Dense", 2: "Phase 2 — MoE", 3: "Phase 3 — Large MoE (Bilateral Growth)"}
+PHASE_CHECKPOINT = {1: "dense_model", 2: "moe_model_final", 3: "large_moe_final"}
+
+
+def _train_and_save(s: Session, model: GPT, phase: int, resume: Resumed | None) -> None:
+    """The part every phase shares: memory plan, banner, training, boundary figures, checkpoint."""
+    s.say()
+    s.plan_memory(model, phase)
+    s.say(phase_banner(PHASE_TITLES[phase], s.train.steps(phase), s.train.lr(phase), s.device,
+                       param_report(model, s.train.seq_len)))
+    s.say()
     if resume is not None and resume.next_step:
         s.say(f"  [resume] continuing phase {resume.phase} at step {resume.next_step}")
+    r = s.fit(model, phase, resume)
+    s.boundary.update({f"p{phase}_first": r.first_loss, f"p{phase}_final": r.final_loss,
+                       f"val_end_{phase}": r.eval_loss})
+    if phase < 3:
+        s.boundary[f"val_before_{phase + 1}"] = r.eval_loss  # measured again after the transition
+    s.save(model, PHASE_CHECKPOINT[phase], phase)
 
 
 def _warn_jump(s: Session, phase: int) -> None:
