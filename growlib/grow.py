@@ -138,6 +138,20 @@ def _write_resid(w: torch.Tensor, b: torch.Tensor, m: _WidthMaps) -> tuple[torch
     return rows, bias
 
 
+def _writer(w: torch.Tensor, b: torch.Tensor, m: _WidthMaps, col_map: torch.Tensor, noise: float,
+            gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """A writer into the residual that reads copied units (heads or neurons): rows copied, columns split."""
+    rows, bias = _write_resid(w, b, m)
+    return _split_columns(rows, col_map, noise, gen), bias
+
+
+def _widen_mlp(w_in: torch.Tensor, b_in: torch.Tensor, w_out: torch.Tensor, b_out: torch.Tensor,
+               m: _WidthMaps, noise: float, gen: torch.Generator) -> tuple[torch.Tensor, ...]:
+    """An MLP in nn.Linear layout (w_in [h, d], w_out [d, h]): copied neurons, split readers."""
+    return (_read_resid(w_in[m.hidden], m, noise, gen), b_in[m.hidden].clone(),
+            *_writer(w_out, b_out, m, m.hidden, noise, gen))
+
+
 def _norm(gamma: torch.Tensor, beta: torch.Tensor, m: _WidthMaps, scale: float = 1.0):
     root = math.sqrt(m.s)
     g = gamma[m.resid] * root * scale
@@ -175,18 +189,14 @@ def widen(model: GPT, factor: float, noise: float = DEFAULT_NOISE, seed: int = 0
             w, b = W(f"{p}attn.{proj}.weight"), W(f"{p}attn.{proj}.bias")
             out[f"{p}attn.{proj}.weight"] = _read_resid(w[m.attn], m, noise, gen)
             out[f"{p}attn.{proj}.bias"] = b[m.attn].clone()
-        rows, bias = _write_resid(W(p + "attn.out.weight"), W(p + "attn.out.bias"), m)
-        out[p + "attn.out.weight"] = _split_columns(rows, m.attn, noise, gen)
-        out[p + "attn.out.bias"] = bias
+        out[p + "attn.out.weight"], out[p + "attn.out.bias"] = _writer(
+            W(p + "attn.out.weight"), W(p + "attn.out.bias"), m, m.attn, noise, gen)
         if old.is_moe:
             _widen_experts(src, out, p + "mlp.", m, noise, gen)
         else:
-            w, b = W(p + "mlp.fc_in.weight"), W(p + "mlp.fc_in.bias")  # [h, d]
-            out[p + "mlp.fc_in.weight"] = _read_resid(w[m.hidden], m, noise, gen)
-            out[p + "mlp.fc_in.bias"] = b[m.hidden].clone()
-            rows, bias = _write_resid(W(p + "mlp.fc_out.weight"), W(p + "mlp.fc_out.bias"), m)
-            out[p + "mlp.fc_out.weight"] = _split_columns(rows, m.hidden, noise, gen)
-            out[p + "mlp.fc_out.bias"] = bias
+            names = [p + "mlp." + n for n in ("fc_in.weight", "fc_in.bias", "fc_out.weight", "fc_out.bias")]
+            for name, t in zip(names, _widen_mlp(*(W(n) for n in names), m, noise, gen)):
+                out[name] = t
     device = model.tok_emb.weight.device
     grown = model_from_state(new, {k: v.to(device) for k, v in out.items()})
     for name, eps in model.ln_eps().items():  # every LayerNorm's own eps, rescaled by s
@@ -199,16 +209,11 @@ def _widen_experts(src: dict, out: dict, p: str, m: _WidthMaps, noise: float, ge
     """Every expert widened like a dense MLP; the router gets W_r / k on each copy, no noise."""
     w_in, b_in = src[p + "w_in"].cpu(), src[p + "b_in"].cpu()  # [E, d, h], [E, h]
     w_out, b_out = src[p + "w_out"].cpu(), src[p + "b_out"].cpu()  # [E, h, d], [E, d]
-    new_in, new_out, new_bout = [], [], []
-    for e in range(w_in.shape[0]):  # experts stored [in, out]: transpose to [out, in] and back
-        new_in.append(_read_resid(w_in[e].t()[m.hidden], m, noise, gen).t())
-        rows, bias = _write_resid(w_out[e].t(), b_out[e], m)
-        new_out.append(_split_columns(rows, m.hidden, noise, gen).t())
-        new_bout.append(bias)
-    out[p + "w_in"] = torch.stack(new_in).contiguous()
-    out[p + "b_in"] = b_in[:, m.hidden].contiguous()
-    out[p + "w_out"] = torch.stack(new_out).contiguous()
-    out[p + "b_out"] = torch.stack(new_bout)
+    # experts store [in, out] (for x @ w): transposed to nn.Linear's [out, in] and back
+    experts = [_widen_mlp(w_in[e].t(), b_in[e], w_out[e].t(), b_out[e], m, noise, gen) for e in range(len(w_in))]
+    for i, name in enumerate(("w_in", "b_in", "w_out", "b_out")):
+        parts = [ex[i].t() if ex[i].dim() == 2 else ex[i] for ex in experts]
+        out[p + name] = torch.stack(parts).contiguous()
     router = src[p + "router.weight"].cpu()  # [E, d]
     cols = router[:, m.resid] / m.k
     if m.r:
