@@ -57,7 +57,8 @@ def main() -> int:
     for path in paths:
         nb = jupytext.read(path)
         start = time.perf_counter()
-        NotebookClient(nb, timeout=3600, kernel_name="python3", resources={"metadata": {"path": str(NOTEBOOKS)}}).execute()
+        NotebookClient(nb, timeout=3600, startup_timeout=120, kernel_name="python3",
+                       resources={"metadata": {"path": str(NOTEBOOKS)}}).execute()
         seconds = time.perf_counter() - start
         strip(nb)
         jupytext.write(nb, path.with_suffix(".ipynb"))

@@ -5,4 +5,4 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export OMP_NUM_THREADS=1 HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 MPLBACKEND=Agg
 export GROWLIB_STEPS="${GROWLIB_STEPS:-5}"
-python -m pytest -n 2 --nbmake tests notebooks "$@"
+python -m pytest -n 2 --nbmake --nbmake-timeout=900 tests notebooks "$@"
