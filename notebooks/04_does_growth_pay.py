@@ -42,12 +42,14 @@ from growlib.compare import load_or_run
 # A full comparison at the `cpu` preset trains the whole pipeline plus a from-scratch model per
 # seed (about a quarter of an hour each on a 2-core CPU). `python -m growlib compare --ablations
 # --json runs/compare-cpu-full-auto.json` makes the results file; this notebook loads it when it
-# exists and otherwise computes it (the line below says which).
+# exists and otherwise computes it (the line below says which). Shortened runs (CI) skip the
+# ablations.
 
 # %%
 steps = gl.steps_override()
 result, origin = load_or_run(gl.default_preset(), "auto", seeds=(0,) if steps else (0, 1),
-                             eval_every=25 if steps is None else max(1, steps // 2), ablations=True, steps=steps)
+                             eval_every=25 if steps is None else max(1, steps // 2), ablations=steps is None,
+                             steps=steps)
 print(f"results {origin}: preset {result['preset']!r}, data {result['data']!r}, seeds {result['seeds']}")
 for key, s in result["summary"].items():
     print(f"{key}: mean {100 * s['mean']:+.1f}%  (per seed: {', '.join(f'{100 * v:+.1f}%' for v in s['values'])})")
