@@ -235,6 +235,7 @@ def _lean_phase3_worker(steps: int = 2) -> dict:
         lm_loss(grown, x, y).backward()  # every parameter is updated during this call
         times.append(time.perf_counter() - start)
     train_peak, _ = measured_peak("cpu")
+    opt.remove()
     estimate = estimate_memory(cfgs[3], t.batch_size, t.seq_len, lean=True).total + base
     return {"lean_phase3_params": sum(q.numel() for q in grown.parameters()),
             "lean_phase3_peak_rss_gb": _peak_rss_gb(),  # the whole process: growth included

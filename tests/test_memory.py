@@ -1,7 +1,5 @@
 """The memory plan: the seed's table, its advice, and lean mode's savings."""
 
-import dataclasses
-
 from growlib.budget import phase_configs
 from growlib.config import PRESETS
 from growlib.memory import GB, estimate_memory, recommendations

@@ -135,7 +135,6 @@ def test_corrupted_checkpoint_is_one_line(finished_run, tmp_path, victim):
 
 def test_ctrl_c_writes_a_checkpoint_and_says_how_to_resume(tmp_path):
     import signal
-    import time
 
     args = [sys.executable, "-m", "growlib", "run", "--preset", "tiny", "--data", "bundled", "--steps", "60",
             "--out", "out"]
