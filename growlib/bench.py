@@ -11,7 +11,6 @@
 from __future__ import annotations
 
 import json
-import os
 import resource
 import statistics
 import subprocess
@@ -22,7 +21,15 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
+from .accounting import training_flops_per_token
+from .budget import phase_configs
+from .config import get_preset
+from .grow import grow
+from .lean import OptimizerInBackward, free_model
+from .memory import current_rss, estimate_memory, measured_peak, reset_peak, warm_up_runtime
+from .model import build_model
 from .moe import MoE
+from .train import lm_loss, make_optimizer
 
 
 def _time(fn: Callable[[], None], repeats: int = 5, warmup: int = 2) -> float:
@@ -87,28 +94,19 @@ def bench_moe(d: int = 832, hidden: int = 3328, n_experts: int = 8, top_k: int =
     }
 
 
-def _rss_gb() -> float:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 1e9
-
-
 def _peak_rss_gb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e9  # KiB on Linux
 
 
 def _grow_worker() -> dict:
     """Runs in a fresh process: build the seed MoE, grow it, report time and peak memory."""
-    from .budget import phase_configs
-    from .config import get_preset
-    from .grow import grow
-    from .model import build_model
 
     p = get_preset("seed")
     cfgs = phase_configs(p.model, p.growth)
-    base = _rss_gb()
+    base = current_rss() / 1e9
     moe = build_model(cfgs[2], seed=0)
     old_gb = sum(t.numel() * t.element_size() for t in moe.state_dict().values()) / 1e9
-    before = _rss_gb()
+    before = current_rss() / 1e9
     start = time.perf_counter()
     grown = grow(moe, p.growth.scale_factor, p.growth.extra_layers, verbose=False)
     seconds = time.perf_counter() - start
@@ -143,13 +141,7 @@ def bench_matmul_peak(repeats: int = 5) -> dict:
 
 def _step_worker(preset: str, phase: int, steps: int) -> dict:
     """Fresh process: time ``steps`` training steps of one phase's model at its preset's batch."""
-    from .accounting import training_flops_per_token
-    from .budget import phase_configs
-    from .config import get_preset
-    from .model import build_model
-    from .train import lm_loss, make_optimizer
 
-    from .memory import current_rss, estimate_memory, measured_peak, reset_peak, warm_up_runtime
 
     p = get_preset(preset)
     cfg = phase_configs(p.model, p.growth)[phase]
@@ -206,13 +198,6 @@ def bench_steps() -> dict:
 
 def _lean_phase3_worker(steps: int = 2) -> dict:
     """Fresh process: seed MoE -> grow to 2.16 B -> free the MoE -> ``steps`` lean training steps."""
-    from .budget import phase_configs
-    from .config import get_preset
-    from .grow import grow
-    from .lean import OptimizerInBackward, free_model
-    from .memory import current_rss, estimate_memory, measured_peak, reset_peak, warm_up_runtime
-    from .model import build_model
-    from .train import lm_loss
 
     warm_up_runtime()
     p = get_preset("seed")

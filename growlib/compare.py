@@ -27,8 +27,11 @@ from dataclasses import dataclass, field
 
 from .accounting import training_flops_per_token
 from .config import get_preset
+from .grow import grow, widened_config
 from .model import build_model
+from .notebook import RUNS_DIR
 from .pipeline import Session, open_session, phase1, phase2, phase3
+from .train import train_phase
 
 ABLATIONS = {
     "plain G_stack copy": {"preserve": False},
@@ -76,7 +79,6 @@ def _step_flops(s: Session, cfg) -> float:
 def _train_curve(s: Session, model, phase: int, steps: int, lr: float, curve: Curve, flops0: float,
                  step_flops: float) -> None:
     """Train ``model`` for ``steps`` at ``lr`` on phase ``phase``'s batches, logging the curve."""
-    from .train import train_phase
 
     tcfg = dataclasses.replace(s.train, **{f"lr_phase{phase}": lr, f"steps_phase{phase}": steps})
     train_phase(model, s.data, tcfg, phase, s.device, verbose=False, val_batches=s.val_batches,
@@ -106,7 +108,6 @@ def compare_one(preset: str, data: str, seed: int, eval_every: int, ablations: b
     moe = phase2(s, dense)
     moe_final = copy.deepcopy(moe)
     offsets[3] = offsets[2] + s.train.steps_phase2 * phase_flops[2]
-    from .grow import widened_config
     big_cfg = dataclasses.replace(widened_config(moe_cfg, s.growth.scale_factor),
                                   n_layers=cfg.n_layers + s.growth.extra_layers)
     phase_flops[3] = _step_flops(s, big_cfg)
@@ -140,7 +141,6 @@ def compare_one(preset: str, data: str, seed: int, eval_every: int, ablations: b
         for name, change in ABLATIONS.items():
             preserve = change.get("preserve", True)
             g = dataclasses.replace(s.growth, **{k: v for k, v in change.items() if k != "preserve"})
-            from .grow import grow
             model = grow(copy.deepcopy(moe_final), g.scale_factor, g.extra_layers, where=g.placement,
                          noise=g.noise, preserve=preserve, seed=seed, verbose=False)
             step_f = _step_flops(s, model.cfg)
@@ -185,7 +185,6 @@ def compare(preset: str = "cpu", data: str = "auto", seeds: tuple[int, ...] = (0
 def load_or_run(preset: str, data: str = "auto", seeds: tuple[int, ...] = (0, 1), eval_every: int = 25,
                 ablations: bool = True, steps: int | None = None) -> tuple[dict, str]:
     """The comparison's results: from ``runs/compare-*.json`` when a run left them, else computed now."""
-    from .notebook import RUNS_DIR
 
     name = f"compare-{preset}-{steps or 'full'}-{data if '/' not in data else data.rsplit('/', 1)[-1]}.json"
     path = RUNS_DIR / name

@@ -23,6 +23,7 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from .storygen import generate_stories
@@ -215,7 +216,8 @@ class TokenData:
         n_val = max(1, int(len(corpus.docs) * val_fraction))
         encodings = tokenizer.encode_batch(corpus.docs)
         ids: list[list[int]] = [e.ids + ([eot] if eot is not None else []) for e in encodings]
-        flat = lambda rows: torch.tensor([t for r in rows for t in r], dtype=torch.long)
+        # one array per split, without a Python int per token
+        flat = lambda rows: torch.from_numpy(np.concatenate([np.asarray(r, dtype=np.int64) for r in rows]))
         self.val = flat(ids[:n_val])  # the first documents are held out
         self.train = flat(ids[n_val:])
         need = seq_len + 2
