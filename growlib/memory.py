@@ -26,7 +26,7 @@ import torch
 
 from .accounting import analytic_params
 from .config import ModelConfig
-from .losses import DEFAULT_CHUNK
+from .losses import DEFAULT_CHUNK, PAD_VOCAB_TO
 from .model import build_model
 
 GB = 1e9
@@ -74,8 +74,10 @@ def activation_bytes(cfg: ModelConfig, tokens: int, checkpointing: bool = False,
         blocks = cfg.n_layers * cfg.d_model * tokens * 4 + per_block
     else:
         blocks = cfg.n_layers * per_block
-    head = (cfg.vocab_size * cfg.d_model  # fp32 accumulator of the head weight's gradient
-            + min(chunk, tokens) * cfg.vocab_size  # one chunk of logits / probabilities
+    vocab = cfg.vocab_size + (-cfg.vocab_size % PAD_VOCAB_TO)  # the head's rows, padded (growlib.losses)
+    copies = 2 if vocab != cfg.vocab_size else 1  # the padded weight copy, and the gradient accumulator
+    head = (copies * vocab * cfg.d_model
+            + min(chunk, tokens) * vocab  # one chunk of logits / probabilities
             + 2 * tokens * cfg.d_model) * 4  # final features and their gradient
     return blocks + head
 
