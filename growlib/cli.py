@@ -59,6 +59,8 @@ def build_parser() -> argparse.ArgumentParser:
     comp.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     comp.add_argument("--eval-every", type=_positive_int, default=25)
     comp.add_argument("--steps", type=_positive_int, default=None, help="steps for every phase (overrides the preset)")
+    comp.add_argument("--token-budget", type=_positive_int, default=None,
+                      help="training tokens of the grown path; the three phases are scaled together")
     comp.add_argument("--ablations", action="store_true", help="also re-run phase 3 with each growth variant")
     comp.add_argument("--json", default=None, help="write curves and savings to this JSON file")
 
@@ -101,7 +103,8 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "compare":
             from .compare import compare
 
-            compare(args.preset, args.data, tuple(args.seeds), args.eval_every, args.ablations, args.steps, args.json)
+            compare(args.preset, args.data, tuple(args.seeds), args.eval_every, args.ablations, args.steps, args.json,
+                    args.token_budget)
         elif args.command == "bench":
             from .bench import run_bench
 

@@ -14,7 +14,9 @@ run logs validation loss against cumulative FLOPs. The saving is
 ``1 - F_grown / F_scratch`` where ``F_grown`` is the FLOPs at which the grown
 path first reaches the scratch run's final validation loss (negative, and
 measured the other way round, when growth does not reach it).
-Ablations re-run phase 3 only, from the same phase-2 model, for the first seed.
+Ablations re-run phase 3 only, from the same phase-2 model, for the first seed;
+a placement whose layer plan equals one already run (``interleave`` and
+``middle`` coincide when the new layers equal the old ones) is not re-run.
 """
 
 from __future__ import annotations
@@ -23,11 +25,12 @@ import copy
 import dataclasses
 import json
 import statistics
+import time
 from dataclasses import dataclass, field
 
 from .accounting import training_flops_per_token
 from .config import get_preset
-from .grow import grow, widened_config
+from .grow import depth_plan, grow, widened_config
 from .model import build_model
 from .notebook import RUNS_DIR
 from .pipeline import Session, open_session, phase1, phase2, phase3
@@ -85,9 +88,13 @@ def _train_curve(s: Session, model, phase: int, steps: int, lr: float, curve: Cu
                 eval_every=s.eval_every, on_eval=lambda done, v: curve.add(flops0 + done * step_flops, v))
 
 
-def compare_one(preset: str, data: str, seed: int, eval_every: int, ablations: bool, steps: int | None) -> dict:
+def compare_one(preset: str, data: str, seed: int, eval_every: int, ablations: bool, steps: int | None,
+                token_budget: int | None = None) -> dict:
+    started = time.perf_counter()
     s = open_session(preset, data=data, steps=steps, out=None, verbose=False)
     s.train = dataclasses.replace(s.train, seed=seed)
+    if token_budget is not None:
+        s.train = s.train.with_token_budget(token_budget)
     s.eval_every = eval_every
     grown = Curve("grown path (dense -> MoE -> grown)")
     phase_flops: dict[int, float] = {}
@@ -133,14 +140,23 @@ def compare_one(preset: str, data: str, seed: int, eval_every: int, ablations: b
               "saving_grown_vs_scratch": saving(grown, scratch),
               "saving_moe_vs_dense": saving(_rebase(moe_part, offsets[2]), _rebase(dense_more, offsets[2])),
               "final_val": {"grown": grown.val[-1], "scratch": scratch.val[-1], "moe": moe_part.val[-1],
-                            "dense_continued": dense_more.val[-1]}}
+                            "dense_continued": dense_more.val[-1]},
+              "steps": [s.train.steps_phase1, s.train.steps_phase2, s.train.steps_phase3],
+              "seconds": time.perf_counter() - started}
     if ablations:
+        started = time.perf_counter()
         result["ablations"] = {}
         base = Curve("seed's growth", [f for f in grown.flops if f >= offsets[3]],
                      [v for f, v in zip(grown.flops, grown.val) if f >= offsets[3]])
+        plans = {}  # (everything but the placement, layer plan) -> the ablation that ran it
         for name, change in ABLATIONS.items():
             preserve = change.get("preserve", True)
             g = dataclasses.replace(s.growth, **{k: v for k, v in change.items() if k != "preserve"})
+            key = (preserve, g.scale_factor, g.noise, tuple(depth_plan(cfg.n_layers, g.extra_layers, g.placement)))
+            if key in plans:  # the same model would be trained again, step for step
+                result["ablations"][name] = {**result["ablations"][plans[key]], "same_as": plans[key]}
+                continue
+            plans[key] = name
             model = grow(copy.deepcopy(moe_final), g.scale_factor, g.extra_layers, where=g.placement,
                          noise=g.noise, preserve=preserve, seed=seed, verbose=False)
             step_f = _step_flops(s, model.cfg)
@@ -149,6 +165,7 @@ def compare_one(preset: str, data: str, seed: int, eval_every: int, ablations: b
             _train_curve(s, model, 3, s.train.steps_phase3, s.train.lr_phase3, c, offsets[3], step_f)
             result["ablations"][name] = {"flops": c.flops, "val": c.val, "final_val": c.val[-1],
                                          "start_val": c.val[0], "seed_growth_final_val": base.val[-1]}
+        result["ablation_seconds"] = time.perf_counter() - started
     return result
 
 
@@ -157,14 +174,26 @@ def _rebase(c: Curve, origin: float) -> Curve:
 
 
 def compare(preset: str = "cpu", data: str = "auto", seeds: tuple[int, ...] = (0, 1), eval_every: int = 25,
-            ablations: bool = False, steps: int | None = None, json_path: str | None = None) -> dict:
-    get_preset(preset)
+            ablations: bool = False, steps: int | None = None, json_path: str | None = None,
+            token_budget: int | None = None) -> dict:
+    p = get_preset(preset)
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise ValueError(f"seeds {list(seeds)} are invalid: accepted one or more distinct integers")
+    if token_budget is not None:
+        p.train.with_token_budget(token_budget)  # a bad budget fails here, before any training
+    started = time.perf_counter()
     runs = []
     for seed in seeds:
         print(f"[compare] preset {preset!r}, data {data!r}, seed {seed}...", flush=True)
-        # ablations re-train phase 3 five times: done for the first seed only
-        runs.append(compare_one(preset, data, seed, eval_every, ablations and seed == seeds[0], steps))
+        # ablations re-train phase 3 once per variant: done for the first seed only
+        runs.append(compare_one(preset, data, seed, eval_every, ablations and seed == seeds[0], steps, token_budget))
         r = runs[-1]
+        print(f"  {r['seconds'] / 60:.1f} min for the three paths"
+              + (f", {r['ablation_seconds'] / 60:.1f} min for the ablations" if "ablation_seconds" in r else ""))
+        for name, a in r.get("ablations", {}).items():
+            print(f"  ablation {name}: start {a['start_val']:.4f}, final {a['final_val']:.4f} "
+                  f"(seed's growth {a['seed_growth_final_val']:.4f})"
+                  + (f" [same layer plan as {a['same_as']}: not re-run]" if "same_as" in a else ""))
         print(f"  grown path final val {r['final_val']['grown']:.4f}, scratch {r['final_val']['scratch']:.4f}: "
               f"saving {100 * r['saving_grown_vs_scratch']:.1f}%")
         print(f"  MoE final val {r['final_val']['moe']:.4f}, dense continued {r['final_val']['dense_continued']:.4f}: "
@@ -175,7 +204,10 @@ def compare(preset: str = "cpu", data: str = "auto", seeds: tuple[int, ...] = (0
         summary[key] = {"mean": statistics.mean(vals), "min": min(vals), "max": max(vals), "values": vals}
         print(f"[compare] {key}: mean {100 * summary[key]['mean']:.1f}% "
               f"(min {100 * summary[key]['min']:.1f}%, max {100 * summary[key]['max']:.1f}%, seeds {list(seeds)})")
-    out = {"preset": preset, "data": data, "seeds": list(seeds), "summary": summary, "runs": runs}
+    seconds = time.perf_counter() - started
+    print(f"[compare] done in {seconds / 60:.1f} min")
+    out = {"preset": preset, "data": data, "seeds": list(seeds), "token_budget": token_budget,
+           "summary": summary, "runs": runs, "seconds": seconds}
     if json_path:
         with open(json_path, "w") as f:
             json.dump(out, f, indent=1)

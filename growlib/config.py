@@ -123,6 +123,19 @@ class TrainConfig:
     def lr(self, phase: int) -> float:
         return (self.lr_phase1, self.lr_phase2, self.lr_phase3)[phase - 1]
 
+    def with_token_budget(self, tokens: int) -> "TrainConfig":
+        """The three phases scaled together so that they see ``tokens`` training tokens in all."""
+        per_step = self.batch_size * self.seq_len
+        total = (self.steps_phase1 + self.steps_phase2 + self.steps_phase3) * per_step
+        if isinstance(tokens, bool) or not isinstance(tokens, int) or tokens < 3 * per_step:
+            raise ValueError(f"token budget {tokens!r} is invalid: accepted an integer >= {3 * per_step} "
+                             f"(one step of {per_step} tokens per phase); this preset's is {total}")
+        scale = tokens / total
+        steps = [max(1, round(n * scale)) for n in (self.steps_phase1, self.steps_phase2, self.steps_phase3)]
+        return replace(self, steps_phase1=steps[0], steps_phase2=steps[1], steps_phase3=steps[2],
+                       warmup_steps=min(self.warmup_steps, max(1, min(steps) // 5)),
+                       log_every=min(self.log_every, max(1, min(steps) // 4)))
+
     def with_steps(self, n: int) -> "TrainConfig":
         """The same run with every phase shortened (or lengthened) to ``n`` steps."""
         return replace(self, steps_phase1=n, steps_phase2=n, steps_phase3=n,

@@ -28,3 +28,24 @@ def test_compare_runs_end_to_end_at_tiny_size():
     assert grown["flops"] == sorted(grown["flops"]) and grown["flops"][-1] == pytest.approx(run["total_flops"])
     assert scratch["flops"][-1] == pytest.approx(run["total_flops"], rel=0.2)  # equal compute, to a step
     assert set(out["summary"]) == {"saving_grown_vs_scratch", "saving_moe_vs_dense"}
+
+
+def test_ablations_and_token_budget_at_tiny_size():
+    out = compare("tiny", "bundled", seeds=(0,), eval_every=4, ablations=True, token_budget=12 * 8 * 64)
+    run = out["runs"][0]
+    assert run["steps"] == [6, 3, 3]  # the tiny preset's 60:30:30 steps scaled to 12 steps of 8 x 64 tokens
+    abl = run["ablations"]
+    assert set(abl) == {"plain G_stack copy", "placement interleave", "placement middle",
+                        "no symmetry-breaking noise", "width x1.5"}
+    # tiny: 2 layers + 2 -> interleave and middle copy each layer once: the same model, run once
+    assert abl["placement middle"]["same_as"] == "placement interleave"
+    assert abl["placement middle"]["val"] == abl["placement interleave"]["val"]
+    # function-preserving growth starts where phase 2 ended; the plain copy does not
+    assert abs(abl["no symmetry-breaking noise"]["start_val"] - abl["placement interleave"]["start_val"]) < 1e-4
+    assert abl["plain G_stack copy"]["start_val"] != pytest.approx(abl["placement interleave"]["start_val"], abs=1e-3)
+
+
+@pytest.mark.parametrize("bad", [0, 100, True])
+def test_bad_token_budget_fails_before_training(bad):
+    with pytest.raises(ValueError, match="token budget"):
+        compare("tiny", "bundled", seeds=(0,), token_budget=bad)
