@@ -14,7 +14,8 @@ from .grow import deepen, depth_plan, grow, widen, widened_config
 from .memory import MemoryPlan, estimate_memory, recommendations, system_memory_bytes
 from .model import GPT, build_model
 from .moe import MoE
-from .notebook import default_preset, ensure_phase, notebook_session, sample_text, steps_override
+from .notebook import (default_preset, ensure_phase, notebook_session, sample_text, steps_override,
+                       tinystories_sample)
 from .pipeline import Session, open_session, phase1, phase2, phase3, run
 from .train import evaluate, train_phase
 from .upcycle import upcycle

@@ -63,8 +63,10 @@ class MemoryPlan:
 def _block_values_per_token(cfg: ModelConfig) -> int:
     """fp32 values one block keeps per token for its backward pass."""
     d, h = cfg.d_model, cfg.d_mlp
-    k = cfg.top_k if cfg.is_moe else 1
-    return 11 * d + 2 * k * h + (3 * k * d + 2 * cfg.n_experts if cfg.is_moe else 0)
+    if cfg.is_moe:  # growlib.moe keeps the k sorted inputs, k pre-activations, k expert outputs, router terms
+        k = cfg.top_k
+        return 11 * d + k * h + 2 * k * d + 2 * cfg.n_experts
+    return 11 * d + 2 * h  # the MLP keeps its pre-activation and its GELU output
 
 
 def activation_bytes(cfg: ModelConfig, tokens: int, checkpointing: bool = False, chunk: int = DEFAULT_CHUNK) -> float:

@@ -16,67 +16,121 @@ import torch.nn.functional as F
 from .config import ROUTER_MODES
 
 
-class _GroupedLinear(torch.autograd.Function):
-    """``y[rows of e] = x[rows of e] @ w[e] + b[e]`` with a hand-written backward.
+class _ExpertMLPs(torch.autograd.Function):
+    """Every expert's MLP over its slice of the sorted tokens, ``gelu(x_e @ w_in[e] + b_in[e]) @ w_out[e] + b_out[e]``.
 
-    Autograd through ``x[start:end]`` and ``w[e]`` would allocate a full-size zero
-    gradient for ``x`` and for the whole stacked ``w`` once per expert and add them
-    up; here each expert's gradient is written straight into its slice.
+    One expert at a time, start to end, in forward and in backward, so an expert's
+    [n_e x h] hidden block is still in cache when the next matmul reads it, and each
+    gradient is written straight into its slice (autograd through ``x[start:end]`` and
+    ``w[e]`` would allocate a full-size zero gradient per expert and add them up).
+    Only the pre-activation is kept for backward; the GELU is recomputed there.
     """
 
     @staticmethod
-    def forward(ctx, x: torch.Tensor, w: torch.Tensor, b: torch.Tensor, counts: list[int]) -> torch.Tensor:
-        y = x.new_empty(x.shape[0], w.shape[-1])
+    def forward(ctx, x: torch.Tensor, w_in: torch.Tensor, b_in: torch.Tensor, w_out: torch.Tensor,
+                b_out: torch.Tensor, counts: list[int]) -> torch.Tensor:
+        # x: [M, d] sorted by expert; w_in: [E, d, h]; w_out: [E, h, d] -> [M, d]
+        pre = x.new_empty(x.shape[0], w_in.shape[-1])  # [M, h]
+        y = x.new_empty(x.shape[0], w_out.shape[-1])  # [M, d]
         start = 0
         for e, n in enumerate(counts):  # a loop over experts (8), never over tokens
             if n:
-                torch.addmm(b[e], x[start:start + n], w[e], out=y[start:start + n])
+                rows = slice(start, start + n)
+                torch.addmm(b_in[e], x[rows], w_in[e], out=pre[rows])
+                torch.addmm(b_out[e], F.gelu(pre[rows]), w_out[e], out=y[rows])
             start += n
-        ctx.save_for_backward(x, w)
+        ctx.save_for_backward(x, w_in, w_out, pre)
         ctx.counts = counts
         return y
 
     @staticmethod
     def backward(ctx, grad_y: torch.Tensor):
-        x, w = ctx.saved_tensors
+        x, w_in, w_out, pre = ctx.saved_tensors
         grad_y = grad_y.contiguous()
-        grad_x = torch.empty_like(x) if ctx.needs_input_grad[0] else None
-        grad_w = torch.zeros_like(w) if ctx.needs_input_grad[1] else None
-        grad_b = w.new_zeros(w.shape[0], w.shape[-1]) if ctx.needs_input_grad[2] else None
+        grad_x = torch.empty_like(x)
+        g_w_in, g_w_out = torch.empty_like(w_in), torch.empty_like(w_out)
+        g_b_in = w_in.new_empty(w_in.shape[0], w_in.shape[-1])  # [E, h]
+        g_b_out = w_out.new_empty(w_out.shape[0], w_out.shape[-1])  # [E, d]
+        grads = (g_w_in, g_b_in, g_w_out, g_b_out)
         start = 0
         for e, n in enumerate(ctx.counts):
-            if n:
-                g = grad_y[start:start + n]  # [n, d_out]
-                if grad_x is not None:
-                    torch.mm(g, w[e].t(), out=grad_x[start:start + n])  # [n, d_in]
-                if grad_w is not None:
-                    torch.mm(x[start:start + n].t(), g, out=grad_w[e])  # [d_in, d_out]
-                if grad_b is not None:
-                    torch.sum(g, 0, out=grad_b[e])
+            if not n:  # an expert with no tokens this step: zero gradient
+                for g in grads:
+                    g[e].zero_()
+                continue
+            rows = slice(start, start + n)
+            g = grad_y[rows]  # [n, d]
+            torch.mm(F.gelu(pre[rows]).t(), g, out=g_w_out[e])  # [h, d]
+            torch.sum(g, 0, out=g_b_out[e])
+            g_pre = torch.ops.aten.gelu_backward(g @ w_out[e].t(), pre[rows])  # [n, h]
+            torch.mm(x[rows].t(), g_pre, out=g_w_in[e])  # [d, h]
+            torch.sum(g_pre, 0, out=g_b_in[e])
+            torch.mm(g_pre, w_in[e].t(), out=grad_x[rows])  # [n, d]
             start += n
-        return grad_x, grad_w, grad_b, None
+        return grad_x, g_w_in, g_b_in, g_w_out, g_b_out, None
+
+
+class _Dispatch(torch.autograd.Function):
+    """Each token's row copied to its k sorted slots: ``x[order // k]``, with a gather for backward.
+
+    Autograd's backward of ``x[idx]`` is an accumulating scatter (``index_put_``); here the k
+    slots of a token are gathered back into token order and summed instead, with no scatter.
+    """
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, order: torch.Tensor, inverse: torch.Tensor, k: int) -> torch.Tensor:
+        # x: [N, d]; order: [N*k] (token, slot) pair of each sorted row; inverse: order's inverse
+        ctx.save_for_backward(inverse)
+        ctx.k = k
+        return x.index_select(0, order.div(k, rounding_mode="floor"))  # [N*k, d]
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        (inverse,) = ctx.saved_tensors
+        per_slot = grad.index_select(0, inverse)  # [N*k, d] back in (token, slot) order
+        return per_slot.view(-1, ctx.k, grad.shape[-1]).sum(1), None, None, None  # [N, d]
+
+
+class _Unsort(torch.autograd.Function):
+    """``y[inverse]`` for a permutation, whose backward is the gather by the permutation itself."""
+
+    @staticmethod
+    def forward(ctx, y: torch.Tensor, order: torch.Tensor, inverse: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(order)
+        return y.index_select(0, inverse)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        (order,) = ctx.saved_tensors
+        return grad.index_select(0, order), None, None
 
 
 def _grouped_mm_ok(x: torch.Tensor) -> bool:
     # torch._grouped_mm is a fused kernel on recent GPUs (bf16). On this CPU it
     # measured slower than one mm per expert slice (122 vs 170 GFLOP/s at the
-    # seed's shapes), so the CPU uses the slice loop of _GroupedLinear.
+    # seed's shapes), so the CPU uses the expert loop of _ExpertMLPs.
     return hasattr(torch, "_grouped_mm") and x.is_cuda and x.dtype == torch.bfloat16
 
 
 def grouped_linear(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor,
                    counts: list[int]) -> torch.Tensor:
-    """Per-expert ``x_e @ w[e] + b[e]`` over tokens already sorted by expert.
+    """Per-expert ``x_e @ w[e] + b[e]`` over tokens already sorted by expert (``torch._grouped_mm``).
 
     x: [N, d_in] sorted so expert e owns rows ``sum(counts[:e]) : sum(counts[:e+1])``
     w: [E, d_in, d_out], b: [E, d_out] -> [N, d_out]
     """
+    offs = torch.tensor(counts, device=x.device).cumsum(0).to(torch.int32)
+    y = torch._grouped_mm(x, w.to(x.dtype), offs=offs)
+    return y + torch.repeat_interleave(b.to(y.dtype), torch.tensor(counts, device=x.device), dim=0)
+
+
+def expert_mlps(x: torch.Tensor, w_in: torch.Tensor, b_in: torch.Tensor, w_out: torch.Tensor,
+                b_out: torch.Tensor, counts: list[int]) -> torch.Tensor:
+    """Every expert's GELU MLP over its rows of ``x`` (sorted by expert, ``counts`` rows each) -> [N, d]."""
     if _grouped_mm_ok(x):
-        offs = torch.tensor(counts, device=x.device).cumsum(0).to(torch.int32)
-        y = torch._grouped_mm(x, w.to(x.dtype), offs=offs)
-        return y + torch.repeat_interleave(b.to(y.dtype), torch.tensor(counts, device=x.device), dim=0)
-    w, b = w.to(x.dtype), b.to(x.dtype)  # autocast does not reach inside a custom Function
-    return _GroupedLinear.apply(x, w, b, counts)
+        return grouped_linear(F.gelu(grouped_linear(x, w_in, b_in, counts)), w_out, b_out, counts)
+    cast = [t.to(x.dtype) for t in (w_in, b_in, w_out, b_out)]  # autocast does not reach inside a Function
+    return _ExpertMLPs.apply(x, *cast, counts)
 
 
 class Router(nn.Module):
@@ -130,14 +184,15 @@ class MoE(nn.Module):
         order = flat.argsort(stable=True)  # sorts the N*k assignments by expert
         counts_t = torch.bincount(flat, minlength=self.n_experts)  # [E]
         counts = counts_t.tolist()
-        x_sorted = x[order // k]  # [N*k, d]: token of each sorted assignment
+        inverse = torch.empty_like(order)
+        inverse[order] = torch.arange(order.numel(), device=order.device)  # sorted row of each (token, slot)
+        x_sorted = _Dispatch.apply(x, order, inverse, k)  # [N*k, d]: token of each sorted assignment
 
-        h = F.gelu(grouped_linear(x_sorted, self.w_in, self.b_in, counts))  # [N*k, h]
-        y_sorted = grouped_linear(h, self.w_out, self.b_out, counts)  # [N*k, d]
+        y_sorted = expert_mlps(x_sorted, self.w_in, self.b_in, self.w_out, self.b_out, counts)  # [N*k, d]
 
-        inverse = order.argsort()  # back to (token, slot) order
-        y = y_sorted[inverse].view(n_tok, k, -1)  # [N, k, d]
-        out = torch.einsum("nkd,nk->nd", y, gates.to(y.dtype))  # gate-weighted sum
+        y = _Unsort.apply(y_sorted, order, inverse).view(n_tok, k, -1)  # [N, k, d]
+        # gate-weighted sum over the k slots (elementwise: a batched [1 x k] @ [k x d] is slower here)
+        out = (y * gates.to(y.dtype).unsqueeze(-1)).sum(1)  # [N, d]
 
         self.last_aux = self._aux_terms(logits, counts_t, n_tok)
         return out.view(shape)
@@ -168,4 +223,4 @@ def switch_balance_loss(router_probs: torch.Tensor, expert_ids: torch.Tensor, n_
     return n_experts * (f * p).sum()
 
 
-__all__ = ["MoE", "Router", "grouped_linear", "switch_balance_loss"]
+__all__ = ["MoE", "Router", "expert_mlps", "grouped_linear", "switch_balance_loss"]

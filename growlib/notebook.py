@@ -21,6 +21,9 @@ from .train import PhaseResult, pick_device
 
 STEPS_VAR = "GROWLIB_STEPS"
 RUNS_DIR = Path(os.environ.get("GROWLIB_RUNS_DIR", DATA_DIR.parent / "runs"))
+SAMPLE_VAR = "GROWLIB_TINYSTORIES_SAMPLE"
+# the course's shared folder beside the repository, where a teacher can put a TinyStories sample
+SHARED_SAMPLE = DATA_DIR.parent.parent / "shared" / "data" / "tinystories-valid-sample.txt"
 
 
 def steps_override() -> int | None:
@@ -31,6 +34,17 @@ def steps_override() -> int | None:
     if not raw.isdigit() or int(raw) <= 0:
         raise ValueError(f"{STEPS_VAR}={raw!r} is invalid: accepted a whole number > 0, or unset for full runs")
     return int(raw)
+
+
+def tinystories_sample() -> str | None:
+    """A local TinyStories text file: ``$GROWLIB_TINYSTORIES_SAMPLE``, else ``../shared/data/``'s, else None."""
+    raw = os.environ.get(SAMPLE_VAR, "").strip()
+    if raw:
+        if not Path(raw).is_file():
+            raise ValueError(f"{SAMPLE_VAR}={raw!r} is not a file: accepted the path of a .txt or .jsonl "
+                             "TinyStories file, or unset")
+        return raw
+    return str(SHARED_SAMPLE) if SHARED_SAMPLE.is_file() else None
 
 
 def default_preset() -> str:

@@ -158,6 +158,13 @@ def plot_flops_curves(run: dict, ax=None, title: str = "Validation loss against 
     for label, c in run["curves"].items():
         color, ls = styles.get(label, (None, "-"))
         ax.plot(np.array(c["flops"]) / 1e12, c["val"], color=color, ls=ls, marker=".", label=label)
+    scratch = run["curves"].get("grown architecture from scratch")
+    if scratch:  # the target: scratch's final loss, and where the grown path first gets there
+        ax.axhline(scratch["val"][-1], color="tab:red", lw=0.8, alpha=0.5)
+        saved = run["saving_grown_vs_scratch"]
+        if saved > 0:
+            x = (1 - saved) * scratch["flops"][-1] / 1e12
+            ax.plot([x], [scratch["val"][-1]], "k*", ms=10, label=f"grown path reaches it: {100 * saved:.0f}% saved")
     ax.set_xlabel("training compute (TFLOPs, forward + backward)")
     ax.set_ylabel("validation loss")
     ax.set_title(title)
@@ -165,21 +172,28 @@ def plot_flops_curves(run: dict, ax=None, title: str = "Validation loss against 
     return ax
 
 
-def plot_ablations(run: dict, ax=None, title: str = "Phase-3 variants: loss right after growth and after training"):
-    ax = _axes(ax, (8, 3.5))
+def plot_ablations(run: dict, axes=None, title: str = "Phase-3 variants"):
+    """Left: validation loss right after growth. Right: final loss minus the seed recipe's final loss.
+
+    The differences at the end are small (thousandths of a nat), so they get their own axis
+    instead of bars that all look the same length.
+    """
+    if axes is None:
+        _, axes = plt.subplots(1, 2, figsize=(10, 3.2), sharey=True)
     abl = run["ablations"]
-    names = ["seed's growth", *abl]
-    first = [None, *[a["start_val"] for a in abl.values()]]
-    last = [next(iter(abl.values()))["seed_growth_final_val"], *[a["final_val"] for a in abl.values()]]
+    names = [n + (f"\n(= {a['same_as']}: same layers)" if "same_as" in a else "") for n, a in abl.items()]
     y = np.arange(len(names))
-    ax.barh(y, last, color="tab:green", alpha=0.7, label="after phase 3")
-    for i, f in enumerate(first):
-        if f is not None:
-            ax.plot([f], [i], "k|", ms=14, label="just after growth" if i == 1 else None)
-    ax.set_yticks(y, names, fontsize=8)
-    lo = min(v for v in last + [f for f in first if f is not None])
-    ax.set_xlim(lo * 0.97, max(v for v in last + [f for f in first if f is not None]) * 1.01)
-    ax.set_xlabel("validation loss")
-    ax.set_title(title)
-    ax.legend(fontsize=8)
-    return ax
+    start = [a["start_val"] for a in abl.values()]
+    base = next(iter(abl.values()))["seed_growth_final_val"]
+    delta = [a["final_val"] - base for a in abl.values()]
+    axes[0].barh(y, start, color="tab:grey", alpha=0.7)
+    axes[0].set_xlim(min(start) * 0.95, max(start) * 1.02)
+    axes[0].set_yticks(y, names, fontsize=8)
+    axes[0].set_xlabel("validation loss just after growth")
+    axes[1].barh(y, delta, color=["tab:green" if d < 0 else "tab:red" for d in delta], alpha=0.7)
+    axes[1].axvline(0, color="k", lw=1)
+    axes[1].set_xlabel(f"final loss − seed recipe's final ({base:.4f})")
+    for i, d in enumerate(delta):
+        axes[1].annotate(f"{d:+.4f}", (d, i), fontsize=8, va="center", ha="left" if d >= 0 else "right")
+    axes[0].figure.suptitle(title)
+    return axes

@@ -34,25 +34,43 @@
 
 # %%
 # %matplotlib inline
+import matplotlib.pyplot as plt
+
 import growlib as gl
 from growlib import plots
 from growlib.compare import load_or_run
 
 # %% [markdown]
-# A full comparison at the `cpu` preset trains the whole pipeline plus a from-scratch model per
-# seed (about a quarter of an hour each on a 2-core CPU). `python -m growlib compare --ablations
-# --json runs/compare-cpu-full-auto.json` makes the results file; this notebook loads it when it
-# exists and otherwise computes it (the line below says which). Shortened runs (CI) skip the
-# ablations.
+# ## Two corpora
+#
+# We run the comparison twice: on the synthetic stories embedded in growlib (they work offline,
+# everywhere) and on real TinyStories text where this machine has a sample of it (a teacher can
+# point `GROWLIB_TINYSTORIES_SAMPLE` at one; the course's `../shared/data/` copy is found by
+# itself). A full comparison at the `cpu` preset trains, per seed, the whole pipeline, the big
+# model from scratch and the dense model continued, and for the first seed the ablations below:
+# about half an hour per corpus on a 2-core CPU. `python -m growlib compare --ablations --data
+# bundled --json runs/compare-cpu-full-bundled.json` makes the results file (the `--data` of the
+# sample likewise); this notebook loads a file when it exists and otherwise computes it (the line
+# below says which). Shortened runs (CI) use one seed and skip the ablations.
 
 # %%
 steps = gl.steps_override()
-result, origin = load_or_run(gl.default_preset(), "auto", seeds=(0,) if steps else (0, 1),
-                             eval_every=25 if steps is None else max(1, steps // 2), ablations=steps is None,
-                             steps=steps)
-print(f"results {origin}: preset {result['preset']!r}, data {result['data']!r}, seeds {result['seeds']}")
-for key, s in result["summary"].items():
-    print(f"{key}: mean {100 * s['mean']:+.1f}%  (per seed: {', '.join(f'{100 * v:+.1f}%' for v in s['values'])})")
+corpora = {"embedded synthetic stories": "bundled"}
+sample = gl.tinystories_sample()
+if sample:
+    corpora["TinyStories sample"] = sample
+else:
+    print("no TinyStories sample on this machine: the embedded corpus only")
+results = {}
+for name, data in corpora.items():
+    results[name], origin = load_or_run(gl.default_preset(), data, seeds=(0,) if steps else (0, 1),
+                                        eval_every=25 if steps is None else max(1, steps // 2),
+                                        ablations=steps is None, steps=steps)
+    r = results[name]
+    print(f"{name}: results {origin}; preset {r['preset']!r}, seeds {r['seeds']}, "
+          f"{r['seconds'] / 60:.1f} min to compute")
+    for key, s in r["summary"].items():
+        print(f"  {key}: mean {100 * s['mean']:+.1f}%  (per seed: {', '.join(f'{100 * v:+.1f}%' for v in s['values'])})")
 
 # %% [markdown]
 # ## The curves
@@ -62,47 +80,47 @@ for key, s in result["summary"].items():
 # of the compute; then growth hands that knowledge to the big model.
 
 # %%
-for run in result["runs"]:
-    plots.plot_flops_curves(run, title=f"Validation loss against compute (seed {run['seed']})")
+for name, r in results.items():
+    fig, axes = plt.subplots(1, len(r["runs"]), figsize=(7 * len(r["runs"]), 4), squeeze=False)
+    for ax, run in zip(axes[0], r["runs"]):
+        plots.plot_flops_curves(run, ax=ax, title=f"{name}, seed {run['seed']}")
+    fig.tight_layout()
 
 # %% [markdown]
-# **How to read it:** where the green curve (grown path) reaches the red curve's last point
-# (scratch's final loss) is the compute growth needed for the same quality. The blue dotted
-# curve, the dense model trained on for phase 2's compute, is the honest baseline for
-# upcycling: does the MoE beat simply training the dense model longer at equal compute?
+# **How to read it:** the thin red line is the from-scratch model's final loss; the star is where
+# the green curve (grown path) first gets there, and the saving is the share of the scratch run's
+# compute left over at that point. The blue dotted curve, the dense model trained on for phase 2's
+# compute, is the honest baseline for upcycling: does the MoE beat simply training the dense model
+# longer at equal compute?
 
 # %%
-for run in result["runs"]:
-    fv = run["final_val"]
-    print(f"seed {run['seed']}: grown path {fv['grown']:.4f} vs scratch {fv['scratch']:.4f} "
-          f"-> saving {100 * run['saving_grown_vs_scratch']:+.1f}%;  "
-          f"MoE {fv['moe']:.4f} vs dense continued {fv['dense_continued']:.4f} "
-          f"-> saving {100 * run['saving_moe_vs_dense']:+.1f}%")
+for name, r in results.items():
+    for run in r["runs"]:
+        fv = run["final_val"]
+        print(f"{name}, seed {run['seed']}: grown path {fv['grown']:.4f} vs scratch {fv['scratch']:.4f} "
+              f"-> saving {100 * run['saving_grown_vs_scratch']:+.1f}%;  "
+              f"MoE {fv['moe']:.4f} vs dense continued {fv['dense_continued']:.4f} "
+              f"-> saving {100 * run['saving_moe_vs_dense']:+.1f}%")
 
 # %% [markdown]
 # ## Ablations: which part of the growth recipe matters?
 #
 # Phase 3 re-run from the same trained MoE with one change each: plain G_stack copies instead of
 # function-preserving ones; the new layers interleaved or in the middle instead of at the end; no
-# symmetry-breaking noise; ×1.5 width instead of ×2. The tick marks the validation loss right
-# after growth (the jump), the bar the loss after phase 3's training.
+# symmetry-breaking noise; ×1.5 width instead of ×2. Left: the validation loss right after growth
+# (the jump). Right: the loss after phase 3's training, minus the seed recipe's (×2 width, copies
+# of the last layer at the end, noise on); below zero means the variant ended better. With 4
+# layers and 4 new ones, `interleave` and `middle` both copy every layer once: the same model,
+# trained once.
 
 # %%
-for run in result["runs"]:
-    if "ablations" in run:
-        plots.plot_ablations(run, title=f"Phase-3 variants (seed {run['seed']})")
+for name, r in results.items():
+    for run in r["runs"]:
+        if "ablations" in run:
+            plots.plot_ablations(run, title=f"Phase-3 variants: {name}, seed {run['seed']}")
+            plt.tight_layout()
 
 # %% [markdown]
 # ## Reading the result honestly
 #
-# In the committed run (cpu preset, synthetic corpus, seeds 0 and 1) the grown path reached the
-# from-scratch model's final loss with about a sixth of its compute, but the upcycled MoE lost
-# to simply training the dense model on for the same compute: at this size the MoE's extra
-# experts cost more FLOPs per step (router, two experts per token) than they return in 250 steps.
-# Sparse upcycling's reported wins come from much larger models and budgets.
-#
-# The numbers above are what this run measured, whatever they are. Three things limit what they
-# say: the models are tiny (1 M → 36 M parameters), the runs are short (hundreds of steps, not the
-# papers' billions of tokens), and the synthetic corpus is simple, so every model approaches the
-# same floor quickly. A saving measured at the end of a short run mostly reflects how much of the
-# run the big model spends catching up with what the small one had already learned.
+# READING

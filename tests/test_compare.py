@@ -49,3 +49,17 @@ def test_ablations_and_token_budget_at_tiny_size():
 def test_bad_token_budget_fails_before_training(bad):
     with pytest.raises(ValueError, match="token budget"):
         compare("tiny", "bundled", seeds=(0,), token_budget=bad)
+
+
+def test_the_notebook_figures_draw_a_comparison():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from growlib import plots
+
+    out = compare("tiny", "bundled", seeds=(0,), eval_every=3, ablations=True, steps=6)
+    run = out["runs"][0]
+    ax = plots.plot_flops_curves(run)
+    assert len(ax.lines) >= 3  # the three paths
+    axes = plots.plot_ablations(run)
+    assert len(axes[1].patches) == len(run["ablations"])  # one bar per variant

@@ -8,7 +8,7 @@ import torch.nn.functional as F
 
 from growlib.config import PRESETS
 from growlib.model import build_model
-from growlib.moe import MoE, grouped_linear, switch_balance_loss
+from growlib.moe import MoE, expert_mlps, switch_balance_loss
 from growlib.train import lm_loss, make_optimizer
 from growlib.upcycle import upcycle
 from growlib.verify import check_preservation
@@ -43,6 +43,29 @@ def test_matches_the_per_expert_loop(mode):
     torch.testing.assert_close(layer(x), _reference(layer, x), rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("top_k", [1, 2, 3])
+def test_gradients_match_the_per_expert_loop(top_k):
+    # float64: the custom dispatch / unsort / grouped-matmul backward against plain autograd
+    layer = _moe(top_k=top_k).double()
+    x = torch.randn(40, 16, dtype=torch.float64, requires_grad=True)
+    upstream = torch.randn(40, 16, dtype=torch.float64)
+    params = [x, *layer.parameters()]
+    ours = torch.autograd.grad((layer(x) * upstream).sum(), params)
+    ref = torch.autograd.grad((_reference(layer, x) * upstream).sum(), params)
+    for a, b in zip(ours, ref):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
+
+
+def test_the_benchmark_loop_reference_computes_the_same_layer():
+    from growlib.bench import _loop_reference
+
+    layer = _moe()
+    experts = [tuple(p[e].detach().clone() for p in (layer.w_in, layer.b_in, layer.w_out, layer.b_out))
+               for e in range(layer.n_experts)]
+    x = torch.randn(50, 16)
+    torch.testing.assert_close(_loop_reference(layer, experts, x), layer(x), rtol=1e-5, atol=1e-5)
+
+
 def test_every_token_gets_k_distinct_experts_and_gates_sum_to_one():
     layer = _moe(n_experts=8, top_k=3)
     logits, idx, gates = layer.router(torch.randn(200, 16))
@@ -59,11 +82,26 @@ def test_softmax_then_topk_does_not_renormalise():
     assert bool((gates.sum(-1) < 1).all())
 
 
-def test_grouped_linear_equals_per_expert_matmul():
-    x, w, b = torch.randn(10, 4), torch.randn(3, 4, 5), torch.randn(3, 5)
-    counts = [3, 0, 7]
-    ref = torch.cat([x[:3] @ w[0] + b[0], x[3:] @ w[2] + b[2]])
-    torch.testing.assert_close(grouped_linear(x, w, b, counts), ref)
+def test_expert_mlps_equal_per_expert_mlps_with_an_empty_expert():
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(10, 4, dtype=torch.float64, generator=gen, requires_grad=True)
+    w_in, b_in = torch.randn(3, 4, 6, dtype=torch.float64, generator=gen), torch.randn(3, 6, dtype=torch.float64)
+    w_out, b_out = torch.randn(3, 6, 4, dtype=torch.float64, generator=gen), torch.randn(3, 4, dtype=torch.float64)
+    params = [t.requires_grad_() for t in (w_in, b_in, w_out, b_out)]
+    counts = [3, 0, 7]  # expert 1 gets no tokens: its gradients must be exactly zero
+
+    def ref():
+        mlp = lambda rows, e: F.gelu(x[rows] @ w_in[e] + b_in[e]) @ w_out[e] + b_out[e]
+        return torch.cat([mlp(slice(0, 3), 0), mlp(slice(3, 10), 2)])
+
+    ours = expert_mlps(x, w_in, b_in, w_out, b_out, counts)
+    torch.testing.assert_close(ours, ref(), rtol=1e-12, atol=1e-12)
+    upstream = torch.randn(10, 4, dtype=torch.float64, generator=gen)
+    g_ours = torch.autograd.grad((ours * upstream).sum(), [x, *params])
+    g_ref = torch.autograd.grad((ref() * upstream).sum(), [x, *params])
+    for a, b in zip(g_ours, g_ref):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+    assert float(g_ours[1][1].abs().max()) == 0.0 and float(g_ours[4][1].abs().max()) == 0.0
 
 
 def test_balance_loss_on_a_hand_built_case():
