@@ -142,6 +142,7 @@ def compare_one(preset: str, data: str, seed: int, eval_every: int, ablations: b
               "final_val": {"grown": grown.val[-1], "scratch": scratch.val[-1], "moe": moe_part.val[-1],
                             "dense_continued": dense_more.val[-1]},
               "steps": [s.train.steps_phase1, s.train.steps_phase2, s.train.steps_phase3],
+              "phase_start_flops": [0.0, offsets[2], offsets[3]],
               "seconds": time.perf_counter() - started}
     if ablations:
         started = time.perf_counter()
@@ -167,6 +168,28 @@ def compare_one(preset: str, data: str, seed: int, eval_every: int, ablations: b
                                          "start_val": c.val[0], "seed_growth_final_val": base.val[-1]}
         result["ablation_seconds"] = time.perf_counter() - started
     return result
+
+
+def phase_start_flops(result: dict, run: dict) -> list[float]:
+    """Compute spent before phases 1, 2 and 3 of one run's grown path."""
+    if "phase_start_flops" in run:
+        return run["phase_start_flops"]
+    p = get_preset(result["preset"])  # results files written before the field existed: recount
+    moe_cfg = dataclasses.replace(p.model, n_experts=p.growth.n_experts, top_k=p.growth.top_k)
+    tokens = p.train.batch_size * p.train.seq_len
+    per_step = [training_flops_per_token(c, p.train.seq_len) * tokens for c in (p.model, moe_cfg)]
+    s1, s2, _ = run["steps"]
+    return [0.0, s1 * per_step[0], s1 * per_step[0] + s2 * per_step[1]]
+
+
+def where_grown_path_reaches_scratch(result: dict, run: dict) -> dict:
+    """The compute at which the grown path first reaches scratch's final loss, and in which phase."""
+    grown = Curve("grown", *run["curves"]["grown path (dense -> MoE -> grown)"].values())
+    scratch = run["curves"]["grown architecture from scratch"]
+    f = grown.reach(scratch["val"][-1])
+    starts = phase_start_flops(result, run)
+    phase = None if f is None else max(i + 1 for i, start in enumerate(starts) if f >= start)
+    return {"flops": f, "phase": phase, "scratch_flops": scratch["flops"][-1], "phase_start_flops": starts}
 
 
 def _rebase(c: Curve, origin: float) -> Curve:

@@ -103,6 +103,27 @@ for name, r in results.items():
               f"-> saving {100 * run['saving_moe_vs_dense']:+.1f}%")
 
 # %% [markdown]
+# ## Where does the grown path get there, and what does phase 3 add?
+#
+# A saving says *when* the grown path reaches the target, not *which* model got there. The cell
+# below finds the phase, and then follows phase 3 alone: its loss from the moment of growth to
+# the end.
+
+# %%
+from growlib.compare import where_grown_path_reaches_scratch
+
+for name, r in results.items():
+    for run in r["runs"]:
+        w = where_grown_path_reaches_scratch(r, run)
+        grown = run["curves"]["grown path (dense -> MoE -> grown)"]
+        p3 = [v for f, v in zip(grown["flops"], grown["val"]) if f >= w["phase_start_flops"][2]]
+        reached = "never" if w["flops"] is None else f"at {w['flops'] / 1e12:.1f} TFLOPs, in phase {w['phase']}"
+        print(f"{name}, seed {run['seed']}: scratch's final loss reached {reached} (phases 2 and 3 start at "
+              f"{w['phase_start_flops'][1] / 1e12:.1f} and {w['phase_start_flops'][2] / 1e12:.1f} TFLOPs; "
+              f"scratch used {w['scratch_flops'] / 1e12:.1f});  phase 3: {p3[0]:.4f} at growth, "
+              f"highest {max(p3):.4f}, final {p3[-1]:.4f}")
+
+# %% [markdown]
 # ## Ablations: which part of the growth recipe matters?
 #
 # Phase 3 re-run from the same trained MoE with one change each: plain G_stack copies instead of
@@ -123,4 +144,34 @@ for name, r in results.items():
 # %% [markdown]
 # ## Reading the result honestly
 #
-# READING
+# In the committed run (`cpu` preset, seeds 0 and 1) the grown path reached the from-scratch
+# model's final validation loss with about a seventh of its compute on both corpora: savings of
+# 86.5% (seeds 0 and 1: 86.1%, 87.0%) on the TinyStories sample and 84.1% (84.0%, 84.2%) on the
+# embedded stories, far above the 30% this project set as its goal. Before quoting that number,
+# read what it measures:
+#
+# - **Where the grown path gets there: in phase 1.** The 1 M-parameter dense model alone reaches
+#   the loss at which the 36 M-parameter model from scratch ends. At this budget (35 TFLOPs, 248
+#   steps of the big model) the from-scratch model is far from trained, while a small model
+#   learns a lot per FLOP early on. The papers' savings are measured where the from-scratch model
+#   is trained to a useful loss; ours is the short-budget end of that curve, where growth looks
+#   best.
+# - **What phase 3 adds.** It spends about 60% of the grown path's compute. Right after growth
+#   the loss is exactly phase 2's (the growth is function-preserving); in the first evaluations it
+#   *rises* (a fresh optimizer warming up to phase 3's learning rate), then it ends below where
+#   phase 2 ended. So the big model does improve on the small one, by a few hundredths of a nat.
+# - **Upcycling did not pay here.** The MoE lost to the dense model trained on for the same
+#   compute on both corpora (−18.9% on TinyStories, −35.5% on the embedded stories): with 250
+#   steps at these sizes, eight copies of one MLP have not had time to specialise, and two experts
+#   per token cost twice the MLP's FLOPs. Sparse upcycling's reported wins come from far larger
+#   models and budgets.
+# - **The ablations barely differ at the end.** The plain G_stack copy starts much higher (the
+#   jump on the left), yet after phase 3's 150 steps every variant ends within about two
+#   hundredths of a nat of the seed's recipe, most within a few thousandths. At this size and
+#   length, training washes out *how* the model was grown; only the start differs. One seed,
+#   so differences of a few thousandths are within noise.
+#
+# The numbers are what this run measured. The models are tiny (1 M → 36 M parameters), the runs
+# short (2 M tokens, not the papers' billions), and the TinyStories sample small (~200 K tokens,
+# so the runs pass over it about ten times). A longer budget, where the from-scratch model reaches
+# its own plateau, is the fairer test; `python -m growlib compare --token-budget N` runs one.

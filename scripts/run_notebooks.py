@@ -1,7 +1,7 @@
 """Execute the notebooks in order and commit-ready: real outputs, volatile metadata stripped.
 
     python scripts/run_notebooks.py            # full length at the default preset (cpu on a CPU)
-    python scripts/run_notebooks.py --fresh    # delete the notebooks' checkpoints first
+    python scripts/run_notebooks.py --fresh    # delete the notebooks' checkpoints first (not compare-*.json)
 
 Never run with GROWLIB_STEPS set: committed outputs come from full-length runs.
 Each notebook's wall time is printed (the README's table).
@@ -43,14 +43,18 @@ def strip(nb: nbformat.NotebookNode) -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--fresh", action="store_true", help="delete runs/ first, so every phase trains")
+    parser.add_argument("--fresh", action="store_true",
+                        help="delete the checkpoint folders in runs/ first, so every phase trains; the "
+                             "comparison results (runs/compare-*.json, an hour of compute) are kept")
     parser.add_argument("names", nargs="*", help="notebook stems (default: all, in order)")
     args = parser.parse_args()
     if os.environ.get("GROWLIB_STEPS"):
         print("error: GROWLIB_STEPS is set; committed outputs must come from full-length runs", file=sys.stderr)
         return 2
-    if args.fresh:
-        shutil.rmtree(ROOT / "runs", ignore_errors=True)
+    if args.fresh and (ROOT / "runs").is_dir():
+        for run in (ROOT / "runs").iterdir():
+            if run.is_dir():
+                shutil.rmtree(run)
     paths = sorted(NOTEBOOKS.glob("[0-9][0-9]_*.py"))
     if args.names:
         paths = [p for p in paths if p.stem in args.names]

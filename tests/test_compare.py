@@ -63,3 +63,16 @@ def test_the_notebook_figures_draw_a_comparison():
     assert len(ax.lines) >= 3  # the three paths
     axes = plots.plot_ablations(run)
     assert len(axes[1].patches) == len(run["ablations"])  # one bar per variant
+
+
+def test_phase_starts_recounted_for_older_results_files():
+    from growlib.compare import phase_start_flops, where_grown_path_reaches_scratch
+
+    out = compare("tiny", "bundled", seeds=(0,), eval_every=3, steps=6)
+    run = out["runs"][0]
+    stored = phase_start_flops(out, run)
+    older = {k: v for k, v in run.items() if k != "phase_start_flops"}
+    assert phase_start_flops(out, older) == pytest.approx(stored, rel=1e-12)
+    assert stored[0] == 0 < stored[1] < stored[2] < run["total_flops"]
+    w = where_grown_path_reaches_scratch(out, run)
+    assert w["flops"] is None or w["phase"] in (1, 2, 3)
