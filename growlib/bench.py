@@ -1,11 +1,17 @@
-"""Benchmarks (figures, not tests): ``python -m growlib bench moe|grow [--json PATH]``.
+"""Benchmarks (figures, not tests): ``python -m growlib bench [all|peak|steps|moe|grow|memory] [--json PATH]``.
 
+- ``peak``: this machine's fp32 matmul rate, the best over square and transformer-shaped products.
+- ``steps``: training steps of the cpu preset and of the seed's dense and MoE models, as a
+  fraction of that peak, with tokens per second and peak memory against the estimate; the seed
+  dense step three times, each right after its own peak measurement (the median is reported).
 - ``moe``: forward+backward of the MoE layer at the seed's shapes (d 832, hidden
   3328, 8 experts, top-2, 2048 tokens, fp32) against a dense MLP with the same
   active FLOPs (hidden 6656) and against the Mixtral-style loop over experts.
 - ``grow``: growing the seed-size MoE (371.6 M) to the seed's phase 3 (2.16 B),
   wall time and peak memory over the two models' size (run in a fresh process
   so the peak belongs to the growth alone).
+- ``memory``: one ``--lean`` training step of the seed's phase 3 (2.16 B): peak memory and time.
+- ``all``: every figure above in one run (6.5 minutes here).
 """
 
 from __future__ import annotations
