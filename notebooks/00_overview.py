@@ -137,8 +137,11 @@ controls = dict(
     top_k=widgets.IntSlider(value=2, min=1, max=4, description="top-k"),
     batch=widgets.SelectionSlider(options=[1, 2, 4, 8, 16], value=8, description="batch"),
 )
-display(widgets.HBox([widgets.VBox(list(controls.values())[:3]), widgets.VBox(list(controls.values())[3:])]),
-        widgets.interactive_output(explore, controls))
+if gl.steps_override() is None:
+    display(widgets.HBox([widgets.VBox(list(controls.values())[:3]), widgets.VBox(list(controls.values())[3:])]),
+            widgets.interactive_output(explore, controls))
+else:  # headless CI runs: executing a widget cell can hang nbclient (jupyter/nbclient#312)
+    print("sliders not shown in this shortened, headless run")
 
 # %% [markdown]
 # ## What this machine will run
