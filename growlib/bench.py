@@ -165,8 +165,6 @@ def bench_matmul_peak(repeats: int = 5) -> dict:
 
 def _step_worker(preset: str, phase: int, steps: int) -> dict:
     """Fresh process: time ``steps`` training steps of one phase's model at its preset's batch."""
-
-
     p = get_preset(preset)
     cfg = phase_configs(p.model, p.growth)[phase]
     t = p.train

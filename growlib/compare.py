@@ -29,8 +29,9 @@ import time
 from dataclasses import dataclass, field
 
 from .accounting import training_flops_per_token
+from .budget import phase_configs
 from .config import get_preset
-from .grow import depth_plan, grow, widened_config
+from .grow import depth_plan, grow
 from .model import build_model
 from .notebook import RUNS_DIR
 from .pipeline import Session, open_session, phase1, phase2, phase3
@@ -96,34 +97,28 @@ def compare_one(preset: str, data: str, seed: int, eval_every: int, ablations: b
     if token_budget is not None:
         s.train = s.train.with_token_budget(token_budget)
     s.eval_every = eval_every
+    cfgs = phase_configs(s.preset.model, s.growth)  # dense, MoE, grown
+    cfg = cfgs[1]
+    phase_flops = {p: _step_flops(s, c) for p, c in cfgs.items()}  # training FLOPs of one step
+    offsets = {1: 0.0, 2: s.train.steps_phase1 * phase_flops[1]}  # FLOPs spent before each phase
+    offsets[3] = offsets[2] + s.train.steps_phase2 * phase_flops[2]
     grown = Curve("grown path (dense -> MoE -> grown)")
-    phase_flops: dict[int, float] = {}
-    offsets = {1: 0.0}
 
     def on_eval(phase: int, done: int, v: float) -> None:
         grown.add(offsets[phase] + done * phase_flops[phase], v)
 
     s.on_eval = on_eval
-    cfg = s.preset.model
-    phase_flops[1] = _step_flops(s, cfg)
     grown.add(0.0, s.eval(build_model(cfg, seed=seed)))
     dense = phase1(s)
-    moe_cfg = dataclasses.replace(cfg, n_experts=s.growth.n_experts, top_k=s.growth.top_k)
-    phase_flops[2] = _step_flops(s, moe_cfg)
-    offsets[2] = s.train.steps_phase1 * phase_flops[1]
     dense_copy = copy.deepcopy(dense)
     moe = phase2(s, dense)
     moe_final = copy.deepcopy(moe)
-    offsets[3] = offsets[2] + s.train.steps_phase2 * phase_flops[2]
-    big_cfg = dataclasses.replace(widened_config(moe_cfg, s.growth.scale_factor),
-                                  n_layers=cfg.n_layers + s.growth.extra_layers)
-    phase_flops[3] = _step_flops(s, big_cfg)
     phase3(s, moe)
     total = offsets[3] + s.train.steps_phase3 * phase_flops[3]
 
     # (b) the grown architecture from scratch, same total FLOPs, the dense phase's LR and batches
     scratch = Curve("grown architecture from scratch")
-    big = build_model(big_cfg, seed=seed)
+    big = build_model(cfgs[3], seed=seed)
     scratch.add(0.0, s.eval(big))
     _train_curve(s, big, 1, max(1, round(total / phase_flops[3])), s.train.lr_phase1, scratch, 0.0, phase_flops[3])
 
@@ -175,9 +170,9 @@ def phase_start_flops(result: dict, run: dict) -> list[float]:
     if "phase_start_flops" in run:
         return run["phase_start_flops"]
     p = get_preset(result["preset"])  # results files written before the field existed: recount
-    moe_cfg = dataclasses.replace(p.model, n_experts=p.growth.n_experts, top_k=p.growth.top_k)
+    cfgs = phase_configs(p.model, p.growth)
     tokens = p.train.batch_size * p.train.seq_len
-    per_step = [training_flops_per_token(c, p.train.seq_len) * tokens for c in (p.model, moe_cfg)]
+    per_step = [training_flops_per_token(cfgs[i], p.train.seq_len) * tokens for i in (1, 2)]
     s1, s2, _ = run["steps"]
     return [0.0, s1 * per_step[0], s1 * per_step[0] + s2 * per_step[1]]
 

@@ -28,6 +28,7 @@ from .accounting import analytic_params
 from .config import ModelConfig
 from .losses import DEFAULT_CHUNK, PAD_VOCAB_TO
 from .model import build_model
+from .train import lm_loss, make_optimizer
 
 GB = 1e9
 
@@ -131,9 +132,6 @@ def available_memory(device: str) -> float:
 
 def warm_up_runtime() -> None:
     """One tiny training step, so the math libraries' own buffers count as runtime, not as the model."""
-    from .config import ModelConfig
-    from .train import lm_loss, make_optimizer
-
     cfg = ModelConfig(vocab_size=64, d_model=32, n_layers=1, n_heads=2, d_mlp=64, max_seq_len=16)
     model = build_model(cfg)
     opt = make_optimizer(model, 1e-3, 0.0, "cpu")
