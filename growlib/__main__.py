@@ -1,7 +1,7 @@
-"""``python -m growlib``: see :mod:`growlib.cli`."""
+"""``python -m growlib``: see :mod:`growlib.harness.cli`."""
 
 import sys
 
-from .cli import main
+from .harness.cli import main
 
 sys.exit(main())

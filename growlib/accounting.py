@@ -33,7 +33,7 @@ class ParamReport:
 
     @property
     def idle_experts(self) -> int:
-        """Experts a token does not visit, summed over layers (the seed's "42 experts idle")."""
+        """Experts a token does not visit, summed over layers (the recipe's "42 experts idle")."""
         return (self.n_experts - self.top_k) * self.moe_layers if self.n_experts else 0
 
     @property
@@ -41,7 +41,7 @@ class ParamReport:
         return self.n_experts > 0
 
     def lines(self) -> list[str]:
-        """The seed's parameter lines, numbers right-aligned on one column."""
+        """The recipe's parameter lines, numbers right-aligned on one column."""
         def row(label: str, n: int, note: str) -> str:
             return f"  {label}{n / 1e6:{26 - len(label)}.2f} M" + (f"  ({note})" if note else "")
 

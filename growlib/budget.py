@@ -1,7 +1,7 @@
 """Parameter budgets of the three phases, computed on the meta device (instant, no memory).
 
-Taught in notebook 00. ``python -m growlib budget --preset seed`` prints the
-seed's table with the true phase-3 figures, and says where the seed's own
+Taught in notebook 00. ``python -m growlib budget --preset recipe`` prints the
+recipe's table with the true phase-3 figures, and says where the recipe's own
 phase-3 figures do not follow from its configuration.
 """
 
@@ -14,8 +14,8 @@ from .config import GrowthConfig, ModelConfig, get_preset
 from .grow import widened_config
 from .model import build_model
 
-# what the seed's text claims for phase 3 ("~1.47 B / ~549 M / 37.4%")
-SEED_CLAIMED_PHASE3 = (1_467_600_000, 548_700_000)
+# what the recipe's text claims for phase 3 ("~1.47 B / ~549 M / 37.4%")
+RECIPE_CLAIMED_PHASE3 = (1_467_600_000, 548_700_000)
 
 
 def phase_configs(model: ModelConfig, growth: GrowthConfig) -> dict[int, ModelConfig]:
@@ -57,15 +57,16 @@ def budget_table(model: ModelConfig, growth: GrowthConfig) -> list[str]:
     return lines
 
 
-def seed_discrepancy_line(report: ParamReport) -> str:
-    claimed_total, claimed_active = SEED_CLAIMED_PHASE3
-    return (f"Note: the seed's text gives phase 3 as ~{claimed_total / 1e9:.2f} B total / ~{claimed_active / 1e6:.0f} M "
+def recipe_discrepancy_line(report: ParamReport) -> str:
+    """Where the recipe's own phase-3 figures part from what its configuration builds."""
+    claimed_total, claimed_active = RECIPE_CLAIMED_PHASE3
+    return (f"Note: the recipe's text gives phase 3 as ~{claimed_total / 1e9:.2f} B total / ~{claimed_active / 1e6:.0f} M "
             f"active / 37.4%; that does not follow from its own configuration (x2 width, +4 layers): "
             f"the true figures are {report.total / 1e9:.2f} B / {report.active / 1e6:.2f} M / "
             f"{100 * report.efficiency:.1f}%.")
 
 
-def print_budget(preset: str = "seed", scale_factor: float | None = None, extra_layers: int | None = None) -> None:
+def print_budget(preset: str = "recipe", scale_factor: float | None = None, extra_layers: int | None = None) -> None:
     p = get_preset(preset)
     changes = {k: v for k, v in (("scale_factor", scale_factor), ("extra_layers", extra_layers)) if v is not None}
     growth = dataclasses.replace(p.growth, **changes)
@@ -74,6 +75,6 @@ def print_budget(preset: str = "seed", scale_factor: float | None = None, extra_
     print()
     for line in table:
         print(line)
-    if p.name == "seed" and not changes:
+    if p.name == "recipe" and not changes:
         print()
-        print(seed_discrepancy_line(phase_reports(p.model, growth)[3]))
+        print(recipe_discrepancy_line(phase_reports(p.model, growth)[3]))

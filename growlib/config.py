@@ -12,6 +12,9 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 PLACEMENTS = ("end", "interleave", "middle")
+# symmetry-breaking split noise of width growth, as a fraction of std(W) (growlib.grow): the function
+# stays exact up to fp32 rounding, and the copies of a unit get different gradients
+SPLIT_NOISE = 0.02
 ROUTER_MODES = ("topk_softmax", "softmax_topk")
 
 
@@ -79,7 +82,7 @@ class ModelConfig:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """One run of three phases. Defaults are the seed's: 100 steps, log every 10, batch 8."""
+    """One run of three phases. Defaults are the recipe's: 100 steps, log every 10, batch 8."""
 
     steps_phase1: int = 100
     steps_phase2: int = 100
@@ -152,7 +155,7 @@ class GrowthConfig:
     scale_factor: float = 2.0
     extra_layers: int = 4
     placement: str = "end"
-    noise: float = 0.02  # symmetry-breaking split noise, as a fraction of std(W); see growlib.grow
+    noise: float = SPLIT_NOISE
 
     def __post_init__(self) -> None:
         c = "GrowthConfig"
@@ -188,12 +191,12 @@ class Preset:
 
 
 PRESETS: dict[str, Preset] = {
-    "seed": Preset(
-        name="seed",
+    "recipe": Preset(
+        name="recipe",
         model=ModelConfig(),
         train=TrainConfig(),
         growth=GrowthConfig(),
-        description="the seed's sizes: 100.04 M dense -> 371.64 M MoE -> 2.16 B grown (GPU or 24 GB Mac)",
+        description="the recipe's sizes: 100.04 M dense -> 371.64 M MoE -> 2.16 B grown (GPU or 24 GB Mac)",
     ),
     "cpu": Preset(
         name="cpu",
@@ -216,10 +219,16 @@ PRESETS: dict[str, Preset] = {
 }
 
 
+# earlier names that keep working: "seed" was the recipe preset's first name
+PRESET_ALIASES = {"seed": "recipe"}
+
+
 def get_preset(name: str) -> Preset:
-    """The preset called ``name``; a clear ``ValueError`` for an unknown one."""
+    """The preset called ``name`` (or by an alias); a clear ``ValueError`` for an unknown one."""
+    name = PRESET_ALIASES.get(name, name)
     if name not in PRESETS:
-        raise ValueError(f"unknown preset {name!r}: accepted {sorted(PRESETS)}")
+        raise ValueError(f"unknown preset {name!r}: accepted {sorted(PRESETS)} (or an alias: "
+                         f"{', '.join(f'{a} = {n}' for a, n in PRESET_ALIASES.items())})")
     return PRESETS[name]
 
 

@@ -205,8 +205,9 @@ class TokenData:
     """The corpus as one token stream, split into train and held-out validation by document.
 
     Training batches are random windows drawn from a generator seeded by
-    (seed, phase, step): the same step always sees the same batch, which makes
-    resumed runs repeat the uninterrupted one exactly. Validation batches are
+    (seed, stream, step): the same step of a stream always sees the same batch,
+    which makes resumed runs repeat the uninterrupted one exactly. Each phase
+    draws its own stream (growlib.train.PhaseSchedule). Validation batches are
     fixed windows, identical for every evaluation.
     """
 
@@ -230,9 +231,9 @@ class TokenData:
     def vocab_size(self) -> int:
         return self.tokenizer.get_vocab_size()
 
-    def train_batch(self, batch_size: int, seed: int, phase: int, step: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """(inputs, targets), each [batch, seq_len], for this (seed, phase, step)."""
-        gen = torch.Generator().manual_seed((seed * 1_000_003 + phase) * 1_000_003 + step)
+    def train_batch(self, batch_size: int, seed: int, stream: int, step: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """(inputs, targets), each [batch, seq_len], for this (seed, stream, step)."""
+        gen = torch.Generator().manual_seed((seed * 1_000_003 + stream) * 1_000_003 + step)
         starts = torch.randint(0, len(self.train) - self.seq_len - 1, (batch_size,), generator=gen)
         return self._windows(self.train, starts)
 

@@ -1,6 +1,6 @@
 """Phase 2 -> 3: bilateral growth, wider (``widen``) and deeper (``deepen``), function-preserving.
 
-Taught in notebook 03; the rules are growth-math.md §2-§4.
+Taught in notebook 03, which derives each rule below.
 
 **Width** by a factor ``f`` (2, 1.5, ...): with ``d' = f d = k d + r`` the new
 residual stream is ``[x, ..., x (k copies), mean(x) (r dims)]`` (LEMON's average
@@ -35,10 +35,8 @@ import math
 
 import torch
 
-from .config import PLACEMENTS, ModelConfig
+from .config import PLACEMENTS, SPLIT_NOISE, ModelConfig
 from .model import GPT, model_from_state
-
-DEFAULT_NOISE = 0.02  # split noise, as a fraction of std(W): exact to ~1e-6 in fp32, enough to break symmetry
 
 
 # ---------------------------------------------------------------- validation
@@ -54,7 +52,7 @@ def widened_config(cfg: ModelConfig, factor: float) -> ModelConfig:
     """The config after widening by ``factor`` (validated before any tensor is touched)."""
     if isinstance(factor, bool) or not isinstance(factor, (int, float)) or not math.isfinite(factor) \
             or factor < 1:
-        raise ValueError(f"scale_factor={factor!r} is invalid: accepted a number >= 1 (2 and 1.5 in the seed)")
+        raise ValueError(f"scale_factor={factor!r} is invalid: accepted a number >= 1 (the recipe uses 2, and 1.5 as its fallback)")
     d = _whole(cfg.d_model * factor, "d_model", factor)
     heads = _whole(cfg.n_heads * factor, "n_heads", factor)
     hidden = _whole(cfg.d_mlp * factor, "d_mlp", factor)
@@ -65,7 +63,7 @@ def widened_config(cfg: ModelConfig, factor: float) -> ModelConfig:
 def depth_plan(n_layers: int, extra: int, where: str = "end") -> list[int]:
     """Old layer index of every layer of the deepened model; a copy follows its source.
 
-    ``end``: copies of the last layer appended (the seed); ``interleave``: one copy
+    ``end``: copies of the last layer appended (the recipe's); ``interleave``: one copy
     after layers floor((j+1) L / n) - 1; ``middle``: copies of the n middle layers.
     """
     if isinstance(extra, bool) or not isinstance(extra, int) or extra < 0:
@@ -111,7 +109,7 @@ def _split_columns(w: torch.Tensor, src: torch.Tensor, noise: float, gen: torch.
     """w: [out, n_in] -> [out, len(src)]: column j's copies share w[:, j] evenly, plus zero-sum noise."""
     counts = torch.bincount(src, minlength=w.shape[1]).to(w.dtype)  # copies of each old column
     out = w[:, src]
-    out.div_(counts[src])  # in place: at the seed's size every temporary is hundreds of MB
+    out.div_(counts[src])  # in place: at the recipe's size every temporary is hundreds of MB
     if noise > 0 and bool((counts > 1).any()):
         n = torch.randn(out.shape, generator=gen, dtype=w.dtype).mul_(noise * w.std())
         group_mean = torch.zeros_like(w).index_add_(1, src, n).div_(counts)  # [out, n_in]
@@ -165,7 +163,7 @@ def _norm(gamma: torch.Tensor, beta: torch.Tensor, m: _WidthMaps, scale: float =
 # ---------------------------------------------------------------- widen
 
 @torch.no_grad()
-def widen(model: GPT, factor: float, noise: float = DEFAULT_NOISE, seed: int = 0) -> GPT:
+def widen(model: GPT, factor: float, noise: float = SPLIT_NOISE, seed: int = 0) -> GPT:
     """A new model ``factor`` times wider computing the same function; ``model`` is untouched."""
     if noise < 0:
         raise ValueError(f"noise={noise!r} is invalid: accepted a number >= 0")
@@ -267,8 +265,8 @@ def deepen(model: GPT, extra_layers: int, where: str = "end", preserve: bool = T
 
 
 def grow(model: GPT, scale_factor: float, extra_layers: int, where: str = "end",
-         noise: float = DEFAULT_NOISE, preserve: bool = True, seed: int = 0, verbose: bool = True) -> GPT:
-    """Bilateral growth: widen by ``scale_factor``, then add ``extra_layers`` (the seed's phase 3)."""
+         noise: float = SPLIT_NOISE, preserve: bool = True, seed: int = 0, verbose: bool = True) -> GPT:
+    """Bilateral growth: widen by ``scale_factor``, then add ``extra_layers`` (the recipe's phase 3)."""
     new_cfg = widened_config(model.cfg, scale_factor)  # every check before any tensor is built
     depth_plan(model.cfg.n_layers, extra_layers, where)
     if noise < 0:

@@ -1,4 +1,4 @@
-"""Lean mode: train the seed's 2.16 B-parameter phase 3 within 24 GB.
+"""Lean mode: train the recipe's 2.16 B-parameter phase 3 within 24 GB.
 
 fp32 AdamW needs 16 bytes per parameter (weight, gradient, two moments):
 34.5 GB at 2.16 B. Lean mode keeps only the weights at full size:
@@ -25,18 +25,21 @@ class OptimizerInBackward:
     """One Adafactor per parameter, stepped by a hook as soon as that parameter's gradient is ready.
 
     Quacks like a ``torch.optim.Optimizer`` where the trainer needs it: ``param_groups``
-    (to set the learning rate), ``state_dict`` / ``load_state_dict`` (for checkpoints).
+    (the learning rate is set there, times each group's ``lr_scale``), ``zero_grad``,
+    ``step`` and ``state_dict`` / ``load_state_dict`` (for checkpoints).
     """
 
     def __init__(self, model: GPT, lr: float, weight_decay: float) -> None:
         self.params = list(model.parameters())
-        # torch's Adafactor steps by lr x RMS(param) (a *relative* step). Dividing each parameter's
-        # LR by its RMS at the start of the phase makes the first steps the size an Adam step of
-        # the phase's LR would have, so the seed's learning rates mean the same in lean mode.
-        self.scales = [1.0 / max(1e-3, float(p.detach().float().pow(2).mean().sqrt())) for p in self.params]
-        self.optimizers = [torch.optim.Adafactor([p], lr=lr * sc,
-                                                 weight_decay=(weight_decay / sc) if p.dim() >= 2 else 0.0)
-                           for p, sc in zip(self.params, self.scales)]
+        self.optimizers = []
+        for p in self.params:
+            # torch's Adafactor steps by lr x RMS(param) (a *relative* step). Dividing each parameter's
+            # LR by its RMS at the start of the phase makes the first steps the size an Adam step of
+            # the phase's LR would have, so the recipe's learning rates mean the same in lean mode.
+            scale = 1.0 / max(1e-3, float(p.detach().float().pow(2).mean().sqrt()))
+            opt = torch.optim.Adafactor([p], lr=lr * scale, weight_decay=(weight_decay / scale) if p.dim() >= 2 else 0.0)
+            opt.param_groups[0]["lr_scale"] = scale  # fixed at the phase's start; saved with the group
+            self.optimizers.append(opt)
         self._hooks = [p.register_post_accumulate_grad_hook(self._step_one(o)) for p, o in zip(self.params, self.optimizers)]
 
     @staticmethod
@@ -52,10 +55,6 @@ class OptimizerInBackward:
         # read anew each time: load_state_dict replaces each optimizer's group dicts
         return [o.param_groups[0] for o in self.optimizers]
 
-    def set_lr(self, lr: float) -> None:
-        for group, scale in zip(self.param_groups, self.scales):
-            group["lr"] = lr * scale
-
     def zero_grad(self, set_to_none: bool = True) -> None:
         for p in self.params:
             p.grad = None
@@ -68,20 +67,18 @@ class OptimizerInBackward:
             h.remove()
 
     def state_dict(self) -> dict:
-        state = {i: o.state_dict()["state"].get(0, {}) for i, o in enumerate(self.optimizers)}
-        groups = []
+        """One state and one group per parameter, numbered as ``model.parameters()``."""
+        state, groups = {}, []
         for i, o in enumerate(self.optimizers):
-            g = dict(o.state_dict()["param_groups"][0])
-            g["params"] = [i]
-            g["rms_scale"] = self.scales[i]  # fixed at the phase's start: a resumed phase must keep it
-            groups.append(g)
-        return {"state": {i: s for i, s in state.items() if s}, "param_groups": groups}
+            sd = o.state_dict()
+            if sd["state"].get(0):
+                state[i] = sd["state"][0]
+            groups.append({**sd["param_groups"][0], "params": [i]})
+        return {"state": state, "param_groups": groups}
 
     def load_state_dict(self, sd: dict) -> None:
         for i, o in enumerate(self.optimizers):
-            group = dict(sd["param_groups"][i])
-            group["params"] = [0]
-            self.scales[i] = group.pop("rms_scale")
+            group = {**sd["param_groups"][i], "params": [0]}
             o.load_state_dict({"state": {0: sd["state"][i]} if i in sd["state"] else {}, "param_groups": [group]})
 
 

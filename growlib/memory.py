@@ -1,4 +1,4 @@
-"""How much memory a phase needs: the seed's table (model, gradients, optimizer, activations).
+"""How much memory a phase needs: the recipe's table (model, gradients, optimizer, activations).
 
 Taught in notebook 00. The estimate is analytic (no tensors are built):
 
@@ -13,24 +13,23 @@ Taught in notebook 00. The estimate is analytic (no tensors are built):
   the final features with their gradient.
 
 The measured peak printed after a phase includes the Python/PyTorch runtime
-and the data; the plan adds that as "runtime", measured when the run starts.
+and the data; the plan adds that as "runtime", measured when the run starts
+(growlib.harness.measure).
 """
 
 from __future__ import annotations
 
-import os
-import resource
 from dataclasses import dataclass
-
-import torch
 
 from .accounting import analytic_params
 from .config import ModelConfig
 from .losses import DEFAULT_CHUNK, PAD_VOCAB_TO
 from .model import build_model
-from .train import lm_loss, make_optimizer
 
 GB = 1e9
+# a plan fits when its total stays below this share of the memory available: the rest is left for
+# the allocator's slack and everything the estimate leaves out
+FITS_HEADROOM = 0.9
 
 
 @dataclass(frozen=True)
@@ -45,6 +44,9 @@ class MemoryPlan:
     def total(self) -> float:
         return self.model + self.gradients + self.optimizer + self.activations + self.runtime
 
+    def fits(self, available: float) -> bool:
+        return self.total < FITS_HEADROOM * available
+
     def lines(self, title: str = "", available: float | None = None) -> list[str]:
         fmt = lambda b: f"{b / GB:6.2f} GB"
         out = [f"  Memory plan{(' — ' + title) if title else ''}:",
@@ -56,7 +58,7 @@ class MemoryPlan:
             out.append(f"    Runtime and data:  {fmt(self.runtime)}")
         out.append(f"    Total:             {fmt(self.total)}")
         if available is not None:
-            verdict = "✅ fits" if self.total < 0.9 * available else "⚠️ does NOT fit"
+            verdict = "✅ fits" if self.fits(available) else "⚠️ does NOT fit"
             out[-1] += f"   ({verdict} in {available / GB:.1f} GB)"
         return out
 
@@ -65,9 +67,9 @@ def _block_values_per_token(cfg: ModelConfig) -> int:
     """fp32 values one block keeps per token for its backward pass."""
     d, h = cfg.d_model, cfg.d_mlp
     if cfg.is_moe:
-        # growlib.moe saves k sorted inputs, k pre-activations and k expert outputs (k*h + 2*k*d), but
-        # the measured peak RSS fits 2*k*h + 3*k*d better (bench steps, cpu grown: estimate/measured
-        # 0.91 against 0.79): its per-expert temporaries (GELU outputs, sorted outputs) stay resident
+        # growlib.moe saves k sorted inputs, k pre-activations and k expert outputs (k*h + 2*k*d); its
+        # per-expert temporaries (GELU outputs, sorted outputs) stay resident too, so the peak is
+        # closer to 2*k*h + 3*k*d (`python -m growlib bench steps` compares the two)
         k = cfg.top_k
         return 11 * d + 2 * k * h + 3 * k * d + 2 * cfg.n_experts
     return 11 * d + 2 * h  # the MLP keeps its pre-activation and its GELU output
@@ -101,7 +103,7 @@ def _adafactor_values(cfg: ModelConfig) -> int:
 
 
 def estimate_memory(cfg: ModelConfig, batch_size: int, seq_len: int, lean: bool = False) -> MemoryPlan:
-    """The seed's memory table for training ``cfg`` at this batch and sequence length.
+    """The recipe's memory table for training ``cfg`` at this batch and sequence length.
 
     ``lean`` is :mod:`growlib.lean`: gradients exist one parameter at a time,
     Adafactor's states are factored, blocks are checkpointed.
@@ -116,81 +118,3 @@ def estimate_memory(cfg: ModelConfig, batch_size: int, seq_len: int, lean: bool 
                           activations=activation_bytes(cfg, tokens, checkpointing=True))
     return MemoryPlan(model=4.0 * params, gradients=4.0 * params, optimizer=8.0 * params,
                       activations=activation_bytes(cfg, tokens))
-
-
-def system_memory_bytes() -> float:
-    """Physical memory of this machine (the budget on CPU and on Apple's unified memory)."""
-    return float(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
-
-
-def available_memory(device: str) -> float:
-    """What training on ``device`` may use: the GPU's memory on CUDA, the machine's elsewhere."""
-    if device.startswith("cuda"):
-        return float(torch.cuda.get_device_properties(torch.device(device)).total_memory)
-    return system_memory_bytes()
-
-
-def warm_up_runtime() -> None:
-    """One tiny training step, so the math libraries' own buffers count as runtime, not as the model."""
-    cfg = ModelConfig(vocab_size=64, d_model=32, n_layers=1, n_heads=2, d_mlp=64, max_seq_len=16)
-    model = build_model(cfg)
-    opt = make_optimizer(model, 1e-3, 0.0, "cpu")
-    x = torch.randint(0, 64, (2, 16))
-    lm_loss(model, x, x).backward()
-    opt.step()
-
-
-def current_rss() -> float:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-
-
-def reset_peak(device: str) -> None:
-    """Start a new peak measurement (CUDA allocator stats; on Linux, the process's VmHWM)."""
-    if device.startswith("cuda"):
-        torch.cuda.reset_peak_memory_stats()
-    elif os.path.exists("/proc/self/clear_refs"):
-        try:
-            with open("/proc/self/clear_refs", "w") as f:
-                f.write("5")  # resets the peak resident set size
-        except OSError:
-            pass
-
-
-def measured_peak(device: str) -> tuple[float, str]:
-    """(bytes, what was measured) since :func:`reset_peak`."""
-    if device.startswith("cuda"):
-        return float(torch.cuda.max_memory_allocated()), "CUDA max_memory_allocated"
-    if device == "mps":
-        return float(torch.mps.driver_allocated_memory()), "MPS driver memory"
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    return float(line.split()[1]) * 1024, "peak RSS"
-    except OSError:
-        pass
-    return float(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024, "peak RSS (process lifetime)"
-
-
-def recommendations(model_cfg: ModelConfig, growth, batch_size: int, seq_len: int, available: float,
-                    runtime: float = 0.0) -> list[str]:
-    """The seed's advice for a phase 3 that does not fit, worked out for this machine."""
-    import dataclasses
-
-    from .budget import phase_configs
-
-    options = [("batch 8 -> 4", {}, batch_size // 2 or 1, False),
-               ("scale_factor 2 -> 1.5", {"scale_factor": 1.5}, batch_size, False),
-               ("extra_layers 4 -> 2", {"extra_layers": 2}, batch_size, False),
-               ("scale 1.5, +2 layers, batch 4", {"scale_factor": 1.5, "extra_layers": 2}, batch_size // 2 or 1, False),
-               ("--lean (Adafactor in backward, checkpointing)", {}, batch_size, True)]
-    lines = [f"  Recommendations for {available / GB:.1f} GB (phase 3 totals):"]
-    for label, change, batch, lean in options:
-        try:
-            cfg = phase_configs(model_cfg, dataclasses.replace(growth, **change))[3]
-        except ValueError:
-            continue  # a factor this model's sizes cannot take
-        total = dataclasses.replace(estimate_memory(cfg, batch, seq_len, lean=lean), runtime=runtime).total
-        lines.append(f"    {label:<48s} {total / GB:6.1f} GB  {'✅ fits' if total < 0.9 * available else '✗'}")
-    return lines

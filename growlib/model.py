@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
 from .config import ModelConfig
+from .losses import chunked_cross_entropy
 from .moe import MoE
 
 
@@ -116,26 +117,35 @@ class GPT(nn.Module):
                 writer = name.endswith(("attn.out.weight", "fc_out.weight", "w_out"))
                 p.copy_(torch.randn(p.shape, generator=gen) * (out_std if writer else std))
 
-    def forward(self, idx: torch.Tensor, return_hidden: bool = False):
-        """idx: [B, T] token ids -> logits [B, T, V] (and the residual after each block)."""
+    def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None) -> torch.Tensor:
+        """idx: [B, T] token ids -> logits [B, T, V]; with targets [B, T], the mean next-token loss instead.
+
+        The loss goes through the chunked head (growlib.losses): the [B*T, V] logits never
+        exist at once, which is what lets the recipe's 50,257-token head train in little memory.
+        """
+        h = self.features(idx)  # [B, T, d]
+        if targets is None:
+            return self.head(h)
+        return chunked_cross_entropy(h.reshape(-1, h.shape[-1]), self.tok_emb.weight, targets.reshape(-1))
+
+    def features(self, idx: torch.Tensor, hidden: list[torch.Tensor] | None = None) -> torch.Tensor:
+        """The final normalised features [B, T, d] that the tied head reads.
+
+        ``hidden``, if given, receives the residual stream [B, T, d] after each block.
+        """
         t = idx.shape[1]
         if t > self.cfg.max_seq_len:
             raise ValueError(f"sequence length {t} exceeds max_seq_len={self.cfg.max_seq_len}")
         x = self.tok_emb(idx)  # [B, T, d]
-        hidden = []
         for block in self.blocks:
             x = self._run_block(block, x)
-            if return_hidden:
+            if hidden is not None:
                 hidden.append(x)
-        logits = F.linear(self.ln_f(x), self.tok_emb.weight)  # tied head: [B, T, V]
-        return (logits, hidden) if return_hidden else logits
-
-    def features(self, idx: torch.Tensor) -> torch.Tensor:
-        """The final normalised features [B, T, d] that the tied head reads."""
-        x = self.tok_emb(idx)
-        for block in self.blocks:
-            x = self._run_block(block, x)
         return self.ln_f(x)
+
+    def head(self, h: torch.Tensor) -> torch.Tensor:
+        """The tied output head: features [..., d] -> logits [..., V] (the embedding matrix, transposed)."""
+        return F.linear(h, self.tok_emb.weight)
 
     def _run_block(self, block: Block, x: torch.Tensor) -> torch.Tensor:
         if self.grad_checkpointing and self.training and torch.is_grad_enabled():

@@ -106,9 +106,9 @@ class _Unsort(torch.autograd.Function):
 
 
 def _grouped_mm_ok(x: torch.Tensor) -> bool:
-    # torch._grouped_mm is a fused kernel on recent GPUs (bf16). On this CPU it
-    # measured slower than one mm per expert slice (122 vs 170 GFLOP/s at the
-    # seed's shapes), so the CPU uses the expert loop of _ExpertMLPs.
+    # torch._grouped_mm is a fused kernel on recent GPUs (bf16). On a CPU it is
+    # slower than one mm per expert slice (`python -m growlib bench moe` shows the
+    # rates), so the CPU uses the expert loop of _ExpertMLPs.
     return hasattr(torch, "_grouped_mm") and x.is_cuda and x.dtype == torch.bfloat16
 
 

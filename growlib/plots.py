@@ -10,8 +10,9 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from .accounting import ParamReport
+from .harness.records import CurveKind
 from .memory import GB, MemoryPlan
-from .verify import Preservation
+from .verify import THRESHOLD, Preservation
 
 PHASE_COLORS = {1: "tab:blue", 2: "tab:orange", 3: "tab:green"}
 
@@ -66,7 +67,7 @@ def plot_budget(reports: dict[int, ParamReport], ax=None, title: str = "Paramete
 
 def plot_memory(plans: dict[int, MemoryPlan], available: float | None = None, ax=None,
                 title: str = "Training memory per phase (estimate)"):
-    """Stacked bars of the seed's memory table, with this machine's memory as a line."""
+    """Stacked bars of the recipe's memory table, with this machine's memory as a line."""
     ax = _axes(ax, (6, 3.5))
     phases = sorted(plans)
     parts = [("model", "tab:blue"), ("gradients", "tab:orange"), ("optimizer", "tab:green"),
@@ -115,7 +116,7 @@ def plot_preservation(results: dict[str, Preservation], ax=None, floor: float = 
         line, = ax.plot(range(len(diffs)), diffs, marker="o", label=label)
         ins = [i for i, f in enumerate(res.inserted) if f]
         ax.scatter(ins, diffs[ins], marker="s", s=60, facecolors="none", edgecolors=line.get_color())
-    ax.axhline(1e-4, color="red", ls="--", lw=1, label="threshold 1e-4")
+    ax.axhline(THRESHOLD, color="red", ls="--", lw=1, label=f"threshold {THRESHOLD:g}")
     ax.set_yscale("log")
     ax.set_xlabel("layer of the grown model (□ = inserted layer)")
     ax.set_ylabel("max |Δ residual|")
@@ -153,12 +154,12 @@ def budget_and_memory_figure(model_cfg, growth, batch_size: int, seq_len: int, a
 def plot_flops_curves(run: dict, ax=None, title: str = "Validation loss against training compute"):
     """Validation loss vs cumulative training FLOPs, for each path of one comparison run."""
     ax = _axes(ax, (8, 4))
-    styles = {"grown path (dense -> MoE -> grown)": ("tab:green", "-"),
-              "grown architecture from scratch": ("tab:red", "--"), "dense, continued": ("tab:blue", ":")}
+    styles = {CurveKind.GROWN.label: ("tab:green", "-"), CurveKind.SCRATCH.label: ("tab:red", "--"),
+              CurveKind.DENSE_CONTINUED.label: ("tab:blue", ":")}
     for label, c in run["curves"].items():
         color, ls = styles.get(label, (None, "-"))
         ax.plot(np.array(c["flops"]) / 1e12, c["val"], color=color, ls=ls, marker=".", label=label)
-    scratch = run["curves"].get("grown architecture from scratch")
+    scratch = run["curves"].get(CurveKind.SCRATCH.label)
     if scratch:  # the target: scratch's final loss, and where the grown path first gets there
         ax.axhline(scratch["val"][-1], color="tab:red", lw=0.8, alpha=0.5)
         saved = run["saving_grown_vs_scratch"]
@@ -173,7 +174,7 @@ def plot_flops_curves(run: dict, ax=None, title: str = "Validation loss against 
 
 
 def plot_ablations(run: dict, axes=None, title: str = "Phase-3 variants"):
-    """Left: validation loss right after growth. Right: final loss minus the seed recipe's final loss.
+    """Left: validation loss right after growth. Right: final loss minus the recipe's growth's final loss.
 
     The differences at the end are small (thousandths of a nat), so they get their own axis
     instead of bars that all look the same length.

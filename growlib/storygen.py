@@ -111,7 +111,8 @@ MORALS = ["sharing makes everyone happy", "it is good to ask for help", "saying 
           "being honest is always right", "everyone is good at something"]
 
 
-def _story(rng: random.Random) -> str:
+def _cast(rng: random.Random) -> dict:
+    """Who and what one story is about: names, pronouns, the place, the object, the problem."""
     kid_is_girl = rng.random() < 0.5
     hero = rng.choice(GIRLS if kid_is_girl else BOYS)
     friend = rng.choice([n for n in (BOYS if rng.random() < 0.5 else GIRLS) if n != hero])
@@ -125,59 +126,79 @@ def _story(rng: random.Random) -> str:
     happy, sad = rng.choice(HAPPY), rng.choice(SAD)
     problem, fixes = rng.choice(PROBLEMS)
     fill = dict(o=obj, f=friend, a=animal, p=pet, h=hero)
-    problem = problem.format(**fill)
-    a_or_an = "an" if look[0] in "aeiou" else "a"
+    return dict(hero=hero, friend=friend, kid=kid, he=he, his=his, animal=animal, pet=pet, place=place,
+                spots=spots, obj=obj, look=look, trait=trait, ftrait=ftrait, happy=happy, sad=sad,
+                problem=problem.format(**fill), fixes=fixes, fill=fill, a_or_an="an" if look[0] in "aeiou" else "a")
 
-    s: list[str] = []
-    s.append(rng.choice([
-        f"Once upon a time, there was a {trait} little {kid} named {hero}.",
-        f"One day, {hero} went to {place} with {his} {animal}, {pet}.",
-        f"{hero} had {a_or_an} {look} {obj}. {he.capitalize()} loved it very much.",
-        f"There was a {trait} {animal} named {pet} who lived near {place}.",
-        f"{hero} was a {trait} {kid} who liked to {rng.choice(ACTIVITIES)}.",
-        f"Once, in a small town, lived a {kid} called {hero}.",
-    ]))
+
+def _beginning(rng: random.Random, c: dict) -> list[str]:
+    """The opening line, the weather, and a few events before the problem."""
+    hero, friend, he, animal, pet, spots = c["hero"], c["friend"], c["he"], c["animal"], c["pet"], c["spots"]
+    s = [rng.choice([
+        f"Once upon a time, there was a {c['trait']} little {c['kid']} named {hero}.",
+        f"One day, {hero} went to {c['place']} with {c['his']} {animal}, {pet}.",
+        f"{hero} had {c['a_or_an']} {c['look']} {c['obj']}. {he.capitalize()} loved it very much.",
+        f"There was a {c['trait']} {animal} named {pet} who lived near {c['place']}.",
+        f"{hero} was a {c['trait']} {c['kid']} who liked to {rng.choice(ACTIVITIES)}.",
+        f"Once, in a small town, lived a {c['kid']} called {hero}.",
+    ])]
     if rng.random() < 0.7:
         s.append(rng.choice(WEATHER))
-    for _ in range(rng.randint(1, 3)):  # a few events before the problem
+    for _ in range(rng.randint(1, 3)):
         s.append(rng.choice([
             f"{hero} and {friend} wanted to {rng.choice(ACTIVITIES)} {rng.choice(spots)}.",
             f"{hero} liked to {rng.choice(ACTIVITIES)} with {pet} the {animal}.",
-            f"{he.capitalize()} found {a_or_an} {look} {obj} {rng.choice(spots)}.",
+            f"{he.capitalize()} found {c['a_or_an']} {c['look']} {c['obj']} {rng.choice(spots)}.",
             f"{rng.choice(['In the morning,', 'After lunch,', 'Later,', 'Soon,', 'After a while,'])} "
             f"they saw {rng.choice(SIGHTS)}.",
-            f"{friend} was very {ftrait}, and {hero} liked {friend} a lot.",
+            f"{friend} was very {c['ftrait']}, and {hero} liked {friend} a lot.",
             f"They ate {rng.choice(FOODS)} and drank {rng.choice(['milk', 'juice', 'water', 'tea'])}.",
             f"{pet} the {animal} {rng.choice(['ran', 'jumped', 'played', 'slept', 'sang'])} "
             f"{rng.choice(spots)}.",
             f'"{rng.choice(SAY_ASK)}" asked {friend}.',
         ]))
-    s.append(f"But then {problem}. {hero} felt {sad}.")
-    s.append(f'"{rng.choice(SAY_ASK)}" {hero} said to {rng.choice([friend, pet, rng.choice(HELPERS)])}.')
-    for _ in range(rng.randint(0, 2)):  # failed attempts
+    return s
+
+
+def _problem_and_fix(rng: random.Random, c: dict) -> list[str]:
+    """The problem, failed attempts, and how it is fixed (with a helper or by an idea)."""
+    hero, sad = c["hero"], c["sad"]
+    s = [f"But then {c['problem']}. {hero} felt {sad}.",
+         f'"{rng.choice(SAY_ASK)}" {hero} said to {rng.choice([c["friend"], c["pet"], rng.choice(HELPERS)])}.']
+    for _ in range(rng.randint(0, 2)):
         s.append(f"{hero} {rng.choice(FAIL)}")
-    helped = rng.random() < 0.6
-    if helped:
-        helper = rng.choice([friend, rng.choice(HELPERS)])
+    if rng.random() < 0.6:
+        helper = rng.choice([c["friend"], rng.choice(HELPERS)])
         s.append(f'"Do not be {sad}," said {helper}. "{rng.choice(SAY_IDEA)}"')
-        s.append(f"So {hero} and {helper} {rng.choice(fixes).format(**fill)}.")
+        s.append(f"So {hero} and {helper} {rng.choice(c['fixes']).format(**c['fill'])}.")
     else:
-        s.append(f"Then {hero} had an idea. {he.capitalize()} {rng.choice(fixes).format(**fill)}.")
-    s.append(rng.choice([
+        s.append(f"Then {hero} had an idea. {c['he'].capitalize()} {rng.choice(c['fixes']).format(**c['fill'])}.")
+    return s
+
+
+def _ending(rng: random.Random, c: dict) -> list[str]:
+    """The happy ending, the night after, and the moral."""
+    hero, friend, happy = c["hero"], c["friend"], c["happy"]
+    s = [rng.choice([
         f"{hero} felt {happy} again.", f"Everyone was {happy}.", f"{hero} and {friend} smiled and hugged.",
-        f"{pet} the {animal} jumped with joy.", f"{hero} gave {friend} a big hug.",
+        f"{c['pet']} the {c['animal']} jumped with joy.", f"{hero} gave {friend} a big hug.",
         f"{hero}'s heart was full of joy.",
-    ]))
+    ])]
     if rng.random() < 0.8:
         s.append(f'"{rng.choice(SAY_HAPPY)}" said {rng.choice([hero, friend])}.')
     if rng.random() < 0.4:
-        s.append(f"That night, {hero} went to sleep with {his} {obj} and dreamed about {place}.")
+        s.append(f"That night, {hero} went to sleep with {c['his']} {c['obj']} and dreamed about {c['place']}.")
     moral = rng.choice(MORALS)
     s.append(rng.choice([
         f"From that day on, {hero} knew that {moral}.", f"{hero} learned that {moral}.",
         f"The moral of the story is that {moral}.", f"And {hero} always remembered that {moral}.",
     ]))
-    return " ".join(s)
+    return s
+
+
+def _story(rng: random.Random) -> str:
+    c = _cast(rng)
+    return " ".join(_beginning(rng, c) + _problem_and_fix(rng, c) + _ending(rng, c))
 
 
 def generate_stories(n: int, seed: int = 0) -> list[str]:

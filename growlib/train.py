@@ -1,8 +1,12 @@
-"""Training one phase: AdamW with warm-up and cosine decay, the seed's step lines, the history file.
+"""Training: the step, the learning-rate schedule, and the loop that trains one phase.
 
-Taught in notebooks 01-03. The same function trains the dense model (phase 1),
-the upcycled MoE (phase 2, with the router's auxiliary losses) and the grown
-model (phase 3, after a fresh optimizer and a short re-warmup).
+Taught in notebook 01. :func:`train_step` is the whole of one update: forward,
+loss, backward, optimizer step. :func:`train_phase` repeats it over a phase's
+schedule, logs the recipe's step lines and the history file, and calls the
+hooks a caller gave it (checkpoints, Ctrl-C, a validation curve). The same loop
+trains the dense model (phase 1), the upcycled MoE (phase 2, where the router's
+auxiliary losses join the loss) and the grown model (phase 3, after a fresh
+optimizer and a short re-warm-up).
 """
 
 from __future__ import annotations
@@ -12,20 +16,22 @@ import math
 import os
 import sys
 import time
-from contextlib import nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
 import torch
 
-from .config import TrainConfig
-from .console import step_line
-from .data import TokenData
 from .accounting import training_flops_per_token
+from .config import TrainConfig
+from .data import TokenData
+from .device import accelerator_peak_flops, autocast_for
 from .lean import OptimizerInBackward
-from .losses import DEFAULT_CHUNK, chunked_cross_entropy
 from .model import GPT
+
+# a logged loss is a spike when it is this much above the lowest logged loss of its phase:
+SPIKE_RATIO = 1.3  # 30% above it,
+SPIKE_NATS = 0.5  # and at least half a nat above it (so that a low loss's small wobble is not one)
 
 
 class TrainingDiverged(ValueError):
@@ -40,55 +46,24 @@ class RunInterrupted(Exception):
         self.phase, self.next_step = phase, next_step
 
 
-def pick_device(requested: str | None = None) -> str:
-    """``requested`` if given, else cuda, then mps, then cpu."""
-    if requested:
-        if requested.startswith("cuda") and not torch.cuda.is_available():
-            raise ValueError(f"--device {requested!r}: CUDA is not available here; accepted cpu"
-                             + (", mps" if torch.backends.mps.is_available() else ""))
-        if requested == "mps" and not torch.backends.mps.is_available():
-            raise ValueError("--device 'mps': MPS is not available here; accepted cpu")
-        if requested.split(":")[0] not in ("cpu", "cuda", "mps"):
-            raise ValueError(f"--device {requested!r} is unknown: accepted cpu, cuda, cuda:N or mps")
-        return requested
-    if torch.cuda.is_available():
-        return "cuda"
-    if torch.backends.mps.is_available():
-        return "mps"
-    return "cpu"
-
-
-# dense bf16 tensor-core peaks (no sparsity), by device name, for the MFU line
-GPU_PEAK_BF16 = {"H200": 989e12, "H100": 989e12, "A100": 312e12, "L40S": 362e12, "A10G": 70e12, "L4": 121e12,
-                 "RTX 4090": 165e12, "RTX 3090": 71e12, "V100": 125e12, "T4": 65e12}
-
-
-def accelerator_peak_flops(device: str) -> float | None:
-    """The GPU's bf16 peak, when its name is in the table above; None on CPU/MPS or an unknown GPU."""
-    if not device.startswith("cuda"):
-        return None
-    name = torch.cuda.get_device_name(torch.device(device))
-    return next((v for k, v in GPU_PEAK_BF16.items() if k in name), None)
-
-
-def autocast_for(device: str):
-    """bf16 autocast on CUDA only: on CPU bf16 matmul is ~100x slower than fp32 here."""
-    if device.startswith("cuda"):
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return nullcontext()
-
+# ---------------------------------------------------------------- the optimizer and its schedule
 
 def make_optimizer(model: GPT, lr: float, weight_decay: float, device: str) -> torch.optim.Optimizer:
     """AdamW, decaying matrices only (not biases, LayerNorms); fused where the device has it."""
     decay = [p for p in model.parameters() if p.dim() >= 2]
     no_decay = [p for p in model.parameters() if p.dim() < 2]
     groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    kind = device.split(":")[0]
-    fused = kind in ("cpu", "cuda", "mps")
+    fused = device.split(":")[0] in ("cpu", "cuda", "mps")
     try:
         return torch.optim.AdamW(groups, lr=lr, betas=(0.9, 0.95), fused=fused)
     except (RuntimeError, TypeError):  # an older torch without a fused kernel for this device
         return torch.optim.AdamW(groups, lr=lr, betas=(0.9, 0.95))
+
+
+def set_lr(optimizer, lr: float) -> None:
+    """Set the learning rate of every parameter group; a group's ``lr_scale`` (lean mode) multiplies it."""
+    for group in optimizer.param_groups:
+        group["lr"] = lr * group.get("lr_scale", 1.0)
 
 
 def lr_at(step: int, total: int, peak: float, warmup: int, min_ratio: float) -> float:
@@ -99,10 +74,76 @@ def lr_at(step: int, total: int, peak: float, warmup: int, min_ratio: float) -> 
     return peak * (min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0))))
 
 
-def lm_loss(model: GPT, idx: torch.Tensor, targets: torch.Tensor, chunk: int = DEFAULT_CHUNK) -> torch.Tensor:
-    """Mean next-token cross-entropy through the tied head, in chunks of tokens (growlib.losses)."""
-    feats = model.features(idx)  # [B, T, d]
-    return chunked_cross_entropy(feats.reshape(-1, feats.shape[-1]), model.tok_emb.weight, targets.reshape(-1), chunk)
+@dataclass(frozen=True)
+class PhaseSchedule:
+    """What one phase trains for: its steps, its learning rate, and which batches it draws.
+
+    ``stream`` picks the stream of training batches (:meth:`TokenData.train_batch`); the
+    recipe's phase N draws stream N, and a baseline that should see the same data as a
+    phase names that phase's stream.
+    """
+
+    phase: int  # the phase number written in history records
+    steps: int
+    peak_lr: float
+    warmup: int
+    min_lr_ratio: float
+    stream: int
+
+    @classmethod
+    def of(cls, cfg: TrainConfig, phase: int) -> "PhaseSchedule":
+        """The recipe's schedule of ``phase``: its own steps, learning rate and batches."""
+        return cls(phase, cfg.steps(phase), cfg.lr(phase), cfg.warmup_steps, cfg.min_lr_ratio, stream=phase)
+
+    def lr(self, step: int) -> float:
+        return lr_at(step, self.steps, self.peak_lr, self.warmup, self.min_lr_ratio)
+
+    def with_length(self, steps: int, peak_lr: float) -> "PhaseSchedule":
+        return replace(self, steps=steps, peak_lr=peak_lr)
+
+
+# ---------------------------------------------------------------- one step
+
+@dataclass(frozen=True)
+class StepResult:
+    """What one training step measured: the language-model loss and, for a MoE, the router's terms."""
+
+    loss: float
+    balance: float | None = None  # Switch load-balancing loss, mean over MoE layers
+    z: float | None = None  # router z-loss, mean over MoE layers
+
+
+def router_losses(model: GPT) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """(balance, z) of the last forward pass, each the mean over the MoE layers; None for a dense model."""
+    moes = model.moe_layers()
+    if not moes:
+        return None
+    return (torch.stack([m.last_aux["balance"] for m in moes]).mean(),
+            torch.stack([m.last_aux["z"] for m in moes]).mean())
+
+
+def train_step(model: GPT, optimizer, batch: tuple[torch.Tensor, torch.Tensor], balance_coef: float = 0.01,
+               z_coef: float = 1e-3, grad_clip: float | None = 1.0) -> StepResult:
+    """One update of ``model`` on ``batch`` = (inputs, targets), each [B, T] on the model's device.
+
+    ``grad_clip=None`` skips clipping (lean mode: each parameter was updated inside backward).
+    """
+    x, y = batch
+    with autocast_for(x.device.type):
+        loss = model(x, y)  # mean next-token cross-entropy
+        router = router_losses(model)  # a MoE's auxiliary terms, from the same forward pass
+        total = loss if router is None else loss + balance_coef * router[0] + z_coef * router[1]
+    optimizer.zero_grad(set_to_none=True)
+    total.backward()
+    if grad_clip is not None:
+        torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+    value = loss.item()
+    if not math.isfinite(value):  # stop before this step's update lands in the weights
+        raise TrainingDiverged(f"loss is {value}")
+    optimizer.step()
+    if router is None:
+        return StepResult(value)
+    return StepResult(value, router[0].item(), router[1].item())
 
 
 @torch.no_grad()
@@ -113,10 +154,12 @@ def evaluate(model: GPT, batches: list[tuple[torch.Tensor, torch.Tensor]], devic
     total = 0.0
     for x, y in batches:
         with autocast_for(device):
-            total += lm_loss(model, x.to(device), y.to(device)).item()
+            total += model(x.to(device), y.to(device)).item()
     model.train(was_training)
     return total / len(batches)
 
+
+# ---------------------------------------------------------------- the phase loop
 
 class History:
     """``training_history.jsonl``: one JSON object per logged step, flushed as written."""
@@ -153,127 +196,156 @@ class PhaseResult:
         return self.losses[-1]
 
 
-def _moe_terms(model: GPT) -> tuple[torch.Tensor | None, torch.Tensor | None]:
-    moes = model.moe_layers()
-    if not moes:
-        return None, None
-    balance = torch.stack([m.last_aux["balance"] for m in moes]).mean()
-    z = torch.stack([m.last_aux["z"] for m in moes]).mean()
-    return balance, z
+@dataclass
+class PhaseHooks:
+    """What a caller of :func:`train_phase` may ask for between steps; each hook is optional."""
+
+    checkpoint: Callable[[int, object], None] | None = None  # (next step, optimizer): write a checkpoint
+    checkpoint_every: int = 0  # call ``checkpoint`` every N steps (0: never mid-phase)
+    stop_requested: Callable[[], bool] | None = None  # true after Ctrl-C: checkpoint, then RunInterrupted
+    after_step: Callable[[int, int], None] | None = None  # (phase, step), after every step
+    on_eval: Callable[[int, float], None] | None = None  # (steps done, validation loss): a validation curve
+    eval_every: int = 0  # call ``on_eval`` every N steps and at the end
 
 
-def train_phase(model: GPT, data: TokenData, cfg: TrainConfig, phase: int, device: str,
-                history: History | None = None, steps: int | None = None, verbose: bool = True,
-                val_batches: list | None = None, start_step: int = 0, optimizer_state: dict | None = None,
-                checkpoint: Callable[[int, torch.optim.Optimizer], None] | None = None,
-                checkpoint_every: int = 0, stop: Any = None,
-                after_step: Callable[[int, int], None] | None = None,
-                eval_every: int = 0, on_eval: Callable[[int, float], None] | None = None) -> PhaseResult:
-    """Train ``model`` in place for one phase and return its logged losses.
-
-    ``start_step`` and ``optimizer_state`` continue an interrupted phase;
-    ``checkpoint(next_step, optimizer)`` is called every ``checkpoint_every`` steps
-    and when ``stop.requested`` is set (Ctrl-C), which then raises :class:`RunInterrupted`.
-    """
-    steps = cfg.steps(phase) if steps is None else steps
-    peak = cfg.lr(phase)
-    history = history or History(None)
-    model.train()
-    if cfg.lean:  # growlib.lean: Adafactor stepped inside backward, gradient checkpointing
-        opt = OptimizerInBackward(model, peak, cfg.weight_decay)
+def phase_optimizer(model: GPT, cfg: TrainConfig, peak_lr: float, device: str):
+    """AdamW, or in lean mode Adafactor stepped inside backward with gradient checkpointing on."""
+    if cfg.lean:
         model.grad_checkpointing = True
-    else:
-        opt = make_optimizer(model, peak, cfg.weight_decay, device)
+        return OptimizerInBackward(model, peak_lr, cfg.weight_decay)
+    return make_optimizer(model, peak_lr, cfg.weight_decay, device)
+
+
+def train_phase(model: GPT, data: TokenData, cfg: TrainConfig, schedule: PhaseSchedule, device: str,
+                history: History | None = None, hooks: PhaseHooks | None = None, val_batches: list | None = None,
+                start_step: int = 0, optimizer_state: dict | None = None, verbose: bool = True) -> PhaseResult:
+    """Train ``model`` in place over ``schedule`` and return its logged losses.
+
+    ``start_step`` and ``optimizer_state`` continue an interrupted phase (its earlier
+    logged losses are read back from ``history``).
+    """
+    history, hooks, phase = history or History(None), hooks or PhaseHooks(), schedule.phase
+    model.train()
+    opt = phase_optimizer(model, cfg, schedule.peak_lr, device)
     if optimizer_state is not None:
         opt.load_state_dict(optimizer_state)
     if cfg.compile and device.startswith("cuda"):
         for block in model.blocks:  # block by block: the MoE's data-dependent routing stays eager around them
             block.compile()
-    result = PhaseResult(phase)
-    for rec in history.records:  # what this phase logged before an interruption
-        if rec["phase"] == phase and "loss" in rec and rec["step"] < start_step:
-            result.steps.append(rec["step"])
-            result.losses.append(rec["loss"])
-    say = print if verbose else (lambda *a, **k: None)
-    bar = None
-    if verbose and sys.stdout.isatty():
-        from tqdm import tqdm
-        bar = tqdm(total=steps, leave=False, desc=f"phase {phase}")
-        say = bar.write
+    result = _logged_so_far(history, phase, start_step)
+    log = _PhaseLog(phase, schedule.steps, verbose)
     tokens_per_step = cfg.batch_size * cfg.seq_len
     result.tokens = start_step * tokens_per_step
     start = time.perf_counter()
-    for step in range(start_step, steps):
-        lr = lr_at(step, steps, peak, cfg.warmup_steps, cfg.min_lr_ratio)
-        if isinstance(opt, OptimizerInBackward):
-            opt.set_lr(lr)
-        else:
-            for group in opt.param_groups:
-                group["lr"] = lr
-        x, y = data.train_batch(cfg.batch_size, cfg.seed, phase, step)
-        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-        with autocast_for(device):
-            loss = lm_loss(model, x, y)
-            balance, z = _moe_terms(model)
-            total = loss
-            if balance is not None:
-                total = loss + cfg.aux_loss_coef * balance + cfg.z_loss_coef * z
-        opt.zero_grad(set_to_none=True)
-        total.backward()
-        if not cfg.lean:  # lean mode has no full set of gradients to clip; Adafactor clips its updates
-            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-        loss_value = loss.item()
-        if not math.isfinite(loss_value):
-            raise TrainingDiverged(f"phase {phase} step {step}: loss is {loss_value}; stopping the phase "
-                                   f"(the last good checkpoint is kept). Try a lower learning rate.")
-        opt.step()
+    for step in range(start_step, schedule.steps):
+        set_lr(opt, schedule.lr(step))
+        x, y = data.train_batch(cfg.batch_size, cfg.seed, schedule.stream, step)
+        batch = (x.to(device, non_blocking=True), y.to(device, non_blocking=True))
+        try:
+            r = train_step(model, opt, batch, cfg.aux_loss_coef, cfg.z_loss_coef, None if cfg.lean else cfg.grad_clip)
+        except TrainingDiverged as exc:
+            raise TrainingDiverged(f"phase {phase} step {step}: {exc}; stopping the phase (the last good "
+                                   f"checkpoint is kept). Try a lower learning rate.") from None
         result.tokens += tokens_per_step
-        if bar is not None:
-            bar.update(1)
-        if step % cfg.log_every == 0 or step == steps - 1:
-            elapsed = time.perf_counter() - start
-            say(step_line(step, loss_value, elapsed))
-            if step >= cfg.warmup_steps and result.losses and loss_value > max(1.3 * min(result.losses),
-                                                                               min(result.losses) + 0.5):
-                say(f"  ⚠️  loss spike at step {step}: {loss_value:.4f} (lowest logged in this phase "
-                    f"{min(result.losses):.4f}); if it repeats, lower the learning rate")
-            record = {"phase": phase, "step": step, "loss": loss_value, "lr": lr,
-                      "tokens": result.tokens, "elapsed": round(elapsed, 3)}
-            if balance is not None:
-                record["aux_loss"] = balance.item()
-                record["z_loss"] = z.item()
-                record["expert_tokens"] = [m.last_aux["counts"].tolist() for m in model.moe_layers()]
-                record["router_entropy"] = [round(m.last_aux["entropy"].item(), 5) for m in model.moe_layers()]
-            history.append(record)
-            result.steps.append(step)
-            result.losses.append(loss_value)
-        if after_step is not None:
-            after_step(phase, step)
-        done = step + 1
-        if eval_every and on_eval is not None and val_batches and (done % eval_every == 0 or done == steps):
-            on_eval(done, evaluate(model, val_batches, device))  # validation curve (growlib.compare)
-        if stop is not None and stop.requested:
-            if checkpoint is not None:
-                checkpoint(done, opt)
-            raise RunInterrupted(phase, done)
-        if checkpoint is not None and checkpoint_every and done % checkpoint_every == 0 and done < steps:
-            checkpoint(done, opt)
-    if bar is not None:
-        bar.close()
+        log.tick()
+        if step % cfg.log_every == 0 or step == schedule.steps - 1:
+            log.step(model, step, schedule.lr(step), r, result, time.perf_counter() - start, history, cfg.warmup_steps)
+        _between_steps(hooks, model, opt, phase, step, schedule.steps, val_batches, device)
+    log.close()
     if cfg.lean:
         opt.remove()
         model.grad_checkpointing = False
     result.seconds = time.perf_counter() - start
-    trained = steps - start_step
-    if trained > 0 and result.seconds > 0:
-        tok_s = trained * tokens_per_step / result.seconds
+    log.say_throughput(model, cfg, (schedule.steps - start_step) * tokens_per_step, result.seconds, device)
+    if val_batches:
+        result.eval_loss = evaluate(model, val_batches, device)
+        history.append({"phase": phase, "step": schedule.steps - 1, "eval_loss": result.eval_loss,
+                        "tokens": result.tokens, "elapsed": round(result.seconds, 3)})
+        log.say(f"  eval loss (fixed validation batches): {result.eval_loss:.4f}")
+    return result
+
+
+def _logged_so_far(history: History, phase: int, start_step: int) -> PhaseResult:
+    """A phase's result holding what it logged before ``start_step`` (an interrupted run's first part)."""
+    result = PhaseResult(phase)
+    for rec in history.records:
+        if rec["phase"] == phase and "loss" in rec and rec["step"] < start_step:
+            result.steps.append(rec["step"])
+            result.losses.append(rec["loss"])
+    return result
+
+
+def _between_steps(hooks: PhaseHooks, model: GPT, opt, phase: int, step: int, steps: int,
+                   val_batches: list | None, device: str) -> None:
+    """The hooks after a step: the caller's callback, the validation curve, Ctrl-C, periodic checkpoints."""
+    if hooks.after_step is not None:
+        hooks.after_step(phase, step)
+    done = step + 1
+    if hooks.eval_every and hooks.on_eval is not None and val_batches and (done % hooks.eval_every == 0
+                                                                          or done == steps):
+        hooks.on_eval(done, evaluate(model, val_batches, device))
+    if hooks.stop_requested is not None and hooks.stop_requested():
+        if hooks.checkpoint is not None:
+            hooks.checkpoint(done, opt)
+        raise RunInterrupted(phase, done)
+    if hooks.checkpoint is not None and hooks.checkpoint_every and done % hooks.checkpoint_every == 0 \
+            and done < steps:
+        hooks.checkpoint(done, opt)
+
+
+def step_line(step: int, loss: float, elapsed: float) -> str:
+    """The recipe's step line: ``  step   10 | loss 6.1234 | 12.3s``."""
+    return f"  step {step:4d} | loss {loss:.4f} | {elapsed:.1f}s"
+
+
+class _PhaseLog:
+    """The console side of a phase: step lines (above a progress bar in a terminal) and warnings."""
+
+    def __init__(self, phase: int, steps: int, verbose: bool) -> None:
+        self.phase, self.verbose, self.bar = phase, verbose, None
+        if verbose and sys.stdout.isatty():
+            from tqdm import tqdm
+            self.bar = tqdm(total=steps, leave=False, desc=f"phase {phase}")
+
+    def say(self, text: str) -> None:
+        if self.bar is not None:
+            self.bar.write(text)
+        elif self.verbose:
+            print(text)
+
+    def tick(self) -> None:
+        if self.bar is not None:
+            self.bar.update(1)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+    def step(self, model: GPT, step: int, lr: float, r: StepResult, result: PhaseResult, elapsed: float,
+             history: History, warmup: int) -> None:
+        """A logged step: its console line, a spike warning, its history record."""
+        self.say(step_line(step, r.loss, elapsed))
+        lowest = min(result.losses, default=None)
+        if step >= warmup and lowest is not None and r.loss > max(SPIKE_RATIO * lowest, lowest + SPIKE_NATS):
+            self.say(f"  ⚠️  loss spike at step {step}: {r.loss:.4f} (lowest logged in this phase "
+                     f"{lowest:.4f}); if it repeats, lower the learning rate")
+        record = {"phase": self.phase, "step": step, "loss": r.loss, "lr": lr, "tokens": result.tokens,
+                  "elapsed": round(elapsed, 3)}
+        if r.balance is not None:
+            moes = model.moe_layers()
+            record["aux_loss"] = r.balance
+            record["z_loss"] = r.z
+            record["expert_tokens"] = [m.last_aux["counts"].tolist() for m in moes]
+            record["router_entropy"] = [round(m.last_aux["entropy"].item(), 5) for m in moes]
+        history.append(record)
+        result.steps.append(step)
+        result.losses.append(r.loss)
+
+    def say_throughput(self, model: GPT, cfg: TrainConfig, tokens: int, seconds: float, device: str) -> None:
+        if tokens <= 0 or seconds <= 0:
+            return
+        tok_s = tokens / seconds
         flops_s = tok_s * training_flops_per_token(model.cfg, cfg.seq_len)
         peak = accelerator_peak_flops(device)
         mfu = f", MFU {100 * flops_s / peak:.1f}% of {peak / 1e12:.0f} TFLOP/s bf16" if peak else ""
-        say(f"  throughput: {tok_s:,.0f} tokens/s, {flops_s / 1e12:.3f} TFLOP/s{mfu}")
-    if val_batches:
-        result.eval_loss = evaluate(model, val_batches, device)
-        history.append({"phase": phase, "step": steps - 1, "eval_loss": result.eval_loss,
-                        "tokens": result.tokens, "elapsed": round(result.seconds, 3)})
-        say(f"  eval loss (fixed validation batches): {result.eval_loss:.4f}")
-    return result
+        self.say(f"  throughput: {tok_s:,.0f} tokens/s, {flops_s / 1e12:.3f} TFLOP/s{mfu}")

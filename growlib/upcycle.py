@@ -1,6 +1,6 @@
 """Phase 1 -> 2: sparse upcycling of a dense GPT into a Mixture-of-Experts.
 
-Taught in notebook 02 (growth-math.md §1; Komatsuzaki et al., ICLR 2023).
+Taught in notebook 02 (Sparse Upcycling: Komatsuzaki et al., ICLR 2023).
 Every expert is a copy of its layer's MLP, the router is new (N(0, 0.02^2)),
 everything else is copied. With top-k-then-softmax gates (which sum to 1) and
 no token dropped, the MoE computes exactly the dense function.

@@ -31,8 +31,14 @@
 # spends its first thousands of steps learning what a small model learns far more cheaply:
 # spelling, grammar, who the characters are. Growth hands that knowledge to the big model
 # for free, so the expensive steps are spent on what only the big model can learn. Papers
-# report 33-57% of the compute saved (LEMON, G_stack, bert2BERT); notebook 04 (when it lands)
+# report 33-57% of the compute saved (LEMON, G_stack, bert2BERT); notebook 04
 # measures it here.
+#
+# **The recipe.** The series follows one specification of this three-phase run, which we call
+# *the recipe*: a dense GPT of exactly 100,038,016 parameters (d_model 832, 7 layers, 8 heads,
+# GPT-Neo's 50,257-token vocabulary), upcycled to 8 experts with top-2 routing, then grown ×2
+# in width and +4 in depth, with its console format, checkpoints and memory table. The preset
+# `recipe` has its sizes. (A *seed*, in code and text alike, is only ever a random seed.)
 #
 # This notebook trains nothing. It counts: how many parameters each phase has, how many a
 # token actually uses, and how much memory training each phase needs.
@@ -43,15 +49,15 @@ import growlib as gl
 from growlib import plots
 
 # %% [markdown]
-# ## The seed's three models, counted on the meta device
+# ## The recipe's three models, counted on the meta device
 #
 # `build_model(cfg, device="meta")` creates every tensor's *shape* without its memory, so the
 # 2-billion-parameter phase-3 model is counted instantly. Each count is checked against a
 # hand count from the config (`match: True`), the habit of nanoGPT's sizing notebook.
 
 # %%
-seed = gl.get_preset("seed")
-for line in gl.budget_table(seed.model, seed.growth):
+recipe = gl.get_preset("recipe")
+for line in gl.budget_table(recipe.model, recipe.growth):
     print(line)
 
 # %% [markdown]
@@ -60,11 +66,11 @@ for line in gl.budget_table(seed.model, seed.growth):
 # idle for any one token). The last line is the honest one:
 
 # %%
-reports = gl.phase_reports(seed.model, seed.growth)
-print(gl.seed_discrepancy_line(reports[3]))
+reports = gl.phase_reports(recipe.model, recipe.growth)
+print(gl.recipe_discrepancy_line(reports[3]))
 
 # %% [markdown]
-# The seed's text promised ~1.47 B parameters for phase 3. But doubling the width roughly
+# The recipe's text promised ~1.47 B parameters for phase 3. But doubling the width roughly
 # **quadruples** every weight matrix (both sides double) and the 4 extra layers add 4/7 more:
 # 371.64 M becomes 2,155,790,208 parameters, of which 693,264,000 are active (32.2%: the shared
 # attention and embedding weights are a smaller share now). We print the truth.
@@ -75,7 +81,7 @@ print(gl.seed_discrepancy_line(reports[3]))
 # part (capacity that costs memory but not compute) grows faster than the blue.
 
 # %%
-plots.plot_budget(reports, title="The seed's three phases");
+plots.plot_budget(reports, title="The recipe's three phases");
 
 # %% [markdown]
 # ## Memory: will it fit?
@@ -85,17 +91,17 @@ plots.plot_budget(reports, title="The seed's three phases");
 # the backward pass) come on top and grow with batch × sequence length.
 
 # %%
-configs = gl.phase_configs(seed.model, seed.growth)
+configs = gl.phase_configs(recipe.model, recipe.growth)
 available = gl.system_memory_bytes()
-plans = {p: gl.estimate_memory(c, seed.train.batch_size, seed.train.seq_len) for p, c in configs.items()}
+plans = {p: gl.estimate_memory(c, recipe.train.batch_size, recipe.train.seq_len) for p, c in configs.items()}
 for p, plan in plans.items():
     print("\n".join(plan.lines(f"phase {p}", available)))
 plots.plot_memory(plans, available);
 
 # %% [markdown]
 # **What to notice:** phases 1 and 2 fit easily. Phase 3, at 2.16 B parameters, needs far more
-# than a 24 GB laptop has: the seed's table (~24 GB) was computed for its mistaken 1.47 B
-# figure. The seed's own fallbacks help: width ×1.5 instead of ×2, +2 layers instead of +4,
+# than a 24 GB laptop has: the recipe's table (~24 GB) was computed for its mistaken 1.47 B
+# figure. The recipe's own fallbacks help: width ×1.5 instead of ×2, +2 layers instead of +4,
 # batch 4 instead of 8. Below, each is worked out for 24 GB, together with growlib's *lean mode*
 # (`python -m growlib run --lean`): Adafactor instead of AdamW (its second moment is factored
 # into a row and a column per matrix, no first moment), each parameter updated inside the
@@ -103,9 +109,9 @@ plots.plot_memory(plans, available);
 # and gradient checkpointing (blocks recompute their insides during backward).
 
 # %%
-for line in gl.recommendations(seed.model, seed.growth, seed.train.batch_size, seed.train.seq_len, 24e9):
+for line in gl.recommendations(recipe.model, recipe.growth, recipe.train.batch_size, recipe.train.seq_len, 24e9):
     print(line)
-lean = gl.estimate_memory(configs[3], seed.train.batch_size, seed.train.seq_len, lean=True)
+lean = gl.estimate_memory(configs[3], recipe.train.batch_size, recipe.train.seq_len, lean=True)
 print("\n".join(lean.lines("phase 3, lean mode", 24e9)))
 
 # %% [markdown]
@@ -113,7 +119,7 @@ print("\n".join(lean.lines("phase 3, lean mode", 24e9)))
 #
 # ## Explorer: change the growth plan
 #
-# The figure below is drawn with the seed's defaults. When you run this notebook yourself,
+# The figure below is drawn with the recipe's defaults. When you run this notebook yourself,
 # the sliders under it redraw both charts (no training happens, only counting).
 
 # %%
@@ -124,10 +130,10 @@ from IPython.display import display
 def explore(scale_factor=2.0, extra_layers=4, n_experts=8, top_k=2, batch=8):
     top_k = min(top_k, n_experts)
     growth = gl.GrowthConfig(n_experts=n_experts, top_k=top_k, scale_factor=scale_factor, extra_layers=extra_layers)
-    plots.budget_and_memory_figure(seed.model, growth, batch, seed.train.seq_len, available)
+    plots.budget_and_memory_figure(recipe.model, growth, batch, recipe.train.seq_len, available)
 
 
-explore()  # the static figure, at the seed's defaults
+explore()  # the static figure, at the recipe's defaults
 
 # %%
 controls = dict(
@@ -146,9 +152,9 @@ else:  # headless CI runs: executing a widget cell can hang nbclient (jupyter/nb
 # %% [markdown]
 # ## What this machine will run
 #
-# The notebooks pick a preset for the machine they run on: the seed's sizes on a GPU or an
+# The notebooks pick a preset for the machine they run on: the recipe's sizes on a GPU or an
 # Apple-silicon Mac, and the small `cpu` preset on a plain CPU, where all three phases finish
-# in minutes. The `cpu` preset keeps the seed's shape (×2 width, +4 layers, 8 experts, top-2)
+# in minutes. The `cpu` preset keeps the recipe's shape (×2 width, +4 layers, 8 experts, top-2)
 # at a size a CPU can train.
 
 # %%

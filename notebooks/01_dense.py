@@ -61,16 +61,16 @@ print([session.data.decode([i]) for i in ids.tolist()])
 # from the config), and the text it writes *before* any training: random tokens.
 
 # %%
-cfg = session.preset.model
+cfg = session.config.preset.model
 print(cfg)
-untrained = gl.build_model(cfg, seed=session.train.seed)
+untrained = gl.build_model(cfg, seed=session.config.train.seed)
 print(gl.count_match_line(untrained))
 print("\nbefore training:", gl.sample_text(untrained, session, tokens=30))
 
 # %% [markdown]
 # ## Training phase 1
 #
-# The console output is the seed's: a banner with the parameter report, then the loss every
+# The console output is the recipe's: a banner with the parameter report, then the loss every
 # few steps with the time since the phase began. AdamW, a short linear warm-up, cosine decay,
 # gradient clipping at 1.0. At the end the model is evaluated on fixed held-out batches (the
 # same batches every later phase is measured on) and saved as `dense_model.safetensors`.
@@ -78,6 +78,20 @@ print("\nbefore training:", gl.sample_text(untrained, session, tokens=30))
 
 # %%
 dense = gl.ensure_phase(session, 1)
+
+# %% [markdown]
+# ## The training step
+#
+# Every step of every phase is one call of `gl.train_step`: the forward pass returns the mean
+# next-token loss (a MoE adds its router's two auxiliary losses from the same pass), backward
+# fills the gradients, they are clipped, and the optimizer updates the weights. Here it is, the
+# whole of it; `gl.train_phase` only repeats it over a phase's learning-rate schedule, logging
+# and checkpointing around it.
+
+# %%
+import inspect
+
+print(inspect.getsource(gl.train_step))
 
 # %% [markdown]
 # ## The loss curve

@@ -65,8 +65,8 @@ fig.tight_layout()
 # (Nakamura et al., ICLR 2025), which re-initialises half of each expert for diversity.
 
 # %%
-cfg = session.growth
-tokens = session.verify_tokens().to(session.device)
+cfg = session.config.growth
+tokens = session.verify_tokens().to(session.config.device)
 variants = {
     "top-k then softmax (default)": gl.upcycle(dense, cfg.n_experts, cfg.top_k),
     "softmax then top-k": gl.upcycle(dense, cfg.n_experts, cfg.top_k, router_mode="softmax_topk"),
@@ -84,7 +84,7 @@ print(f"{'dense model':30s} {'':22s} validation loss {session.eval(dense):.4f}")
 #
 # ## Training phase 2
 #
-# The MoE trains with the seed's lower learning rate. Besides the language-model loss, two
+# The MoE trains with the recipe's lower learning rate. Besides the language-model loss, two
 # small router losses are added (and logged separately): the Switch Transformer
 # load-balancing loss, which is 1.0 when tokens spread evenly over the experts and grows when
 # the router favours a few, and the ST-MoE z-loss, which keeps router logits small.
@@ -101,10 +101,10 @@ moe = gl.ensure_phase(session, 2, previous=dense)
 
 # %%
 plots.plot_loss(session.history.records, title="Phases 1 and 2");
-b = session.boundary
-if "val_after_2" in b:
-    print(f"validation loss before upcycling {b['val_before_2']:.6f}, after {b['val_after_2']:.6f}: "
-          f"exact jump {b['val_after_2'] - b['val_before_2']:.1e}")
+b = session.state.figures[2]
+if b.exact_jump is not None:
+    print(f"validation loss before upcycling {b.val_before:.6f}, after {b.val_after:.6f}: "
+          f"exact jump {b.exact_jump:.1e}")
 
 # %% [markdown]
 # ## Do the experts specialise?
@@ -128,7 +128,7 @@ plots.plot_expert_load(session.history.records, phase=2);
 reports = {p: gl.param_report(m) for p, m in ((1, dense), (2, moe))}
 for p, r in reports.items():
     print(f"phase {p}:", *r.lines(), sep="\n")
-plots.plot_budget(reports, title=f"Preset {session.preset.name!r}: dense vs MoE");
+plots.plot_budget(reports, title=f"Preset {session.config.preset.name!r}: dense vs MoE");
 
 # %% [markdown]
 # ## What the MoE writes

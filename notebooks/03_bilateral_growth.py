@@ -21,8 +21,8 @@
 # the hidden units) and **+4 in depth** (four copies of the last layer), and must compute the
 # same function afterwards. We draw each operator on small matrices, check preservation layer
 # by layer for every variant, compare with the non-preserving G_stack copy, then train.
-# The rules come from HyperCloning and LEMON (width), LLaMA Pro and G_stack (depth); see
-# `growth-math.md`.
+# The rules come from HyperCloning and LEMON (width), LLaMA Pro and G_stack (depth); the
+# docstring of `growlib/grow.py` states each one and why it is exact.
 
 # %%
 # %matplotlib inline
@@ -94,12 +94,12 @@ fig.tight_layout()
 # layers, its residual stream is mapped back to the old width (each copy compared with the old
 # vector, the mean dimensions with the old vector's mean) and compared with the MoE's residual
 # after the matching layer; an inserted layer is compared with the layer it copies. The
-# placements: `end` (the seed's: copies of the last layer appended), `interleave` (spread
+# placements: `end` (the recipe's: copies of the last layer appended), `interleave` (spread
 # through the stack) and `middle` (copies of the middle layers, as MIDAS suggests).
 
 # %%
-tokens = session.verify_tokens().to(session.device)
-extra = session.growth.extra_layers
+tokens = session.verify_tokens().to(session.config.device)
+extra = session.config.growth.extra_layers
 results = {}
 for factor in (2, 1.5):
     for where in ("end", "interleave", "middle"):
@@ -128,7 +128,7 @@ fig.tight_layout()
 #
 # ## Phase 3: grow, verify, train
 #
-# The command's phase 3, with the seed's messages: the growth, the verification, the banner
+# The command's phase 3, with the recipe's messages: the growth, the verification, the banner
 # with the new parameter report, then training with a fresh optimizer and a short learning-rate
 # re-warmup (the optimizer's moments of the small model do not fit the big one).
 
@@ -148,12 +148,12 @@ plots.plot_loss(session.history.records, title="Dense → MoE → grown MoE");
 # %% [markdown]
 # ## The BOUNDARY SUMMARY
 #
-# The seed's summary: the training-loss jump at each transition (which includes the batch
+# The recipe's summary: the training-loss jump at each transition (which includes the batch
 # to batch noise of the training loss) and, below it, the exact jump measured on the same
 # validation batches just before and just after the transition.
 
 # %%
-print(gl.boundary_summary(session.boundary))
+print(gl.boundary_summary(session.state.figures))
 
 # %% [markdown]
 # ## What the grown model writes

@@ -38,15 +38,16 @@ import matplotlib.pyplot as plt
 
 import growlib as gl
 from growlib import plots
-from growlib.compare import load_or_run
+from growlib.harness.compare import load_or_run
+from growlib.harness.records import CurveKind
 
 # %% [markdown]
 # ## Two corpora
 #
 # We run the comparison twice: on the synthetic stories embedded in growlib (they work offline,
 # everywhere) and on real TinyStories text where this machine has a sample of it (a teacher can
-# point `GROWLIB_TINYSTORIES_SAMPLE` at one; the course's `../shared/data/` copy is found by
-# itself). A full comparison at the `cpu` preset trains, per seed, the whole pipeline, the big
+# point `GROWLIB_TINYSTORIES_SAMPLE` at one; `scripts/run_notebooks.py` and the test script
+# set it when the course's sample sits beside the repository). A full comparison at the `cpu` preset trains, per seed, the whole pipeline, the big
 # model from scratch and the dense model continued, and for the first seed the ablations below:
 # about half an hour per corpus on a 2-core CPU. `python -m growlib compare --ablations --data
 # bundled --json runs/compare-cpu-full-bundled.json` makes the results file (the `--data` of the
@@ -110,12 +111,12 @@ for name, r in results.items():
 # the end.
 
 # %%
-from growlib.compare import where_grown_path_reaches_scratch
+from growlib.harness.compare import where_grown_path_reaches_scratch
 
 for name, r in results.items():
     for run in r["runs"]:
         w = where_grown_path_reaches_scratch(r, run)
-        grown = run["curves"]["grown path (dense -> MoE -> grown)"]
+        grown = run["curves"][CurveKind.GROWN.label]
         p3 = [v for f, v in zip(grown["flops"], grown["val"]) if f >= w["phase_start_flops"][2]]
         reached = "never" if w["flops"] is None else f"at {w['flops'] / 1e12:.1f} TFLOPs, in phase {w['phase']}"
         print(f"{name}, seed {run['seed']}: scratch's final loss reached {reached} (phases 2 and 3 start at "

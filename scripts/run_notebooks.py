@@ -3,7 +3,8 @@
     python scripts/run_notebooks.py            # full length at the default preset (cpu on a CPU)
     python scripts/run_notebooks.py --fresh    # delete the notebooks' checkpoints first (not compare-*.json)
 
-Never run with GROWLIB_STEPS set: committed outputs come from full-length runs.
+Never run with GROWLIB_STEPS set: committed outputs come from full-length runs. The kernels get
+the variables of scripts/env.sh (the course's TinyStories sample, where it is found).
 Each notebook's wall time is printed (the README's table).
 """
 
@@ -12,6 +13,7 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -41,6 +43,14 @@ def strip(nb: nbformat.NotebookNode) -> None:
             out.metadata = {}
 
 
+def course_environment() -> None:
+    """Set what scripts/env.sh sets (GROWLIB_TINYSTORIES_SAMPLE) for the kernels started here."""
+    script = f'source "{ROOT / "scripts" / "env.sh"}" && printf %s "${{GROWLIB_TINYSTORIES_SAMPLE:-}}"'
+    sample = subprocess.run(["bash", "-c", script], capture_output=True, text=True, check=True).stdout
+    if sample:
+        os.environ["GROWLIB_TINYSTORIES_SAMPLE"] = sample
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--fresh", action="store_true",
@@ -55,6 +65,7 @@ def main() -> int:
         for run in (ROOT / "runs").iterdir():
             if run.is_dir():
                 shutil.rmtree(run)
+    course_environment()
     paths = sorted(NOTEBOOKS.glob("[0-9][0-9]_*.py"))
     if args.names:
         paths = [p for p in paths if p.stem in args.names]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 from pathlib import Path
 
 import pytest
@@ -10,14 +11,13 @@ import torch
 
 from growlib.config import ModelConfig
 
-SAMPLE = Path(__file__).resolve().parents[2] / "shared" / "data" / "tinystories-valid-sample.txt"
-
-
 @pytest.fixture
 def sample_path() -> Path:
-    if not SAMPLE.exists():
-        pytest.skip(f"real TinyStories sample not found at {SAMPLE}")
-    return SAMPLE
+    """The real TinyStories sample that ``$GROWLIB_TINYSTORIES_SAMPLE`` names (scripts/env.sh sets it)."""
+    raw = os.environ.get("GROWLIB_TINYSTORIES_SAMPLE", "")
+    if not raw or not Path(raw).is_file():
+        pytest.skip(f"no real TinyStories sample: GROWLIB_TINYSTORIES_SAMPLE={raw!r}")
+    return Path(raw)
 
 
 @pytest.fixture(autouse=True)

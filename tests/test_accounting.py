@@ -5,19 +5,19 @@ import dataclasses
 import pytest
 
 from growlib.accounting import analytic_params, param_report, training_flops_per_token
-from growlib.budget import phase_configs, phase_reports, seed_discrepancy_line
+from growlib.budget import phase_configs, phase_reports, recipe_discrepancy_line
 from growlib.config import PRESETS, ModelConfig
 from growlib.model import build_model
 
 
 def test_seed_phase1_is_exactly_100_038_016():
-    rep = param_report(build_model(PRESETS["seed"].model, device="meta"))
+    rep = param_report(build_model(PRESETS["recipe"].model, device="meta"))
     assert rep.total == rep.active == 100_038_016
     assert rep.lines() == ["  Total Parameters:   100.04 M", "  Active Params/tok:  100.04 M  (Dense model)"]
 
 
 def test_seed_phase2_counts_and_lines():
-    p = PRESETS["seed"]
+    p = PRESETS["recipe"]
     rep = phase_reports(p.model, p.growth)[2]
     assert (rep.total, rep.active, rep.inactive) == (371_640_256, 138_878_272, 232_761_984)
     assert rep.lines() == ["  Total Parameters:   371.64 M",
@@ -27,13 +27,13 @@ def test_seed_phase2_counts_and_lines():
 
 
 def test_seed_phase3_true_counts_and_the_seeds_discrepancy():
-    p = PRESETS["seed"]
+    p = PRESETS["recipe"]
     cfg = phase_configs(p.model, p.growth)[3]
     assert (cfg.d_model, cfg.n_layers, cfg.n_heads, cfg.d_mlp) == (1664, 11, 16, 6656)
     rep = phase_reports(p.model, p.growth)[3]
     assert (rep.total, rep.active, rep.idle_experts) == (2_155_790_208, 693_264_000, 66)
     assert f"{100 * rep.efficiency:.1f}" == "32.2"
-    assert "does not follow" in seed_discrepancy_line(rep)
+    assert "does not follow" in recipe_discrepancy_line(rep)
 
 
 @pytest.mark.parametrize("preset", sorted(PRESETS))

@@ -2,7 +2,7 @@
 
 import pytest
 
-from growlib.compare import Curve, compare, saving
+from growlib.harness.compare import Curve, compare, saving
 
 
 def test_reach_interpolates_between_evaluations():
@@ -66,7 +66,7 @@ def test_the_notebook_figures_draw_a_comparison():
 
 
 def test_phase_starts_recounted_for_older_results_files():
-    from growlib.compare import phase_start_flops, where_grown_path_reaches_scratch
+    from growlib.harness.compare import phase_start_flops, where_grown_path_reaches_scratch
 
     out = compare("tiny", "bundled", seeds=(0,), eval_every=3, steps=6)
     run = out["runs"][0]

@@ -43,18 +43,23 @@ def test_invalid_growth_config(changes, field):
         GrowthConfig(**changes)
 
 
-def test_seed_training_defaults_are_the_seeds():
-    t = get_preset("seed").train
+def test_recipe_training_defaults_are_the_recipes():
+    t = get_preset("recipe").train
     assert (t.steps_phase1, t.steps_phase2, t.steps_phase3, t.log_every) == (100, 100, 100, 10)
     assert (t.lr_phase1, t.lr_phase2, t.lr_phase3, t.batch_size) == (3e-4, 1e-4, 8e-5, 8)
-    m, g = get_preset("seed").model, get_preset("seed").growth
+    m, g = get_preset("recipe").model, get_preset("recipe").growth
     assert (m.d_model, m.n_layers, m.n_heads, m.d_mlp, m.vocab_size) == (832, 7, 8, 3328, 50257)
     assert (g.n_experts, g.top_k, g.scale_factor, g.extra_layers, g.placement) == (8, 2, 2.0, 4, "end")
 
 
 def test_unknown_preset_names_the_choices():
-    with pytest.raises(ValueError, match=r"unknown preset 'big': accepted \['cpu', 'seed', 'tiny'\]"):
+    with pytest.raises(ValueError, match=r"unknown preset 'big': accepted \['cpu', 'recipe', 'tiny'\] "
+                                         r"\(or an alias: seed = recipe\)"):
         get_preset("big")
+
+
+def test_the_recipe_preset_keeps_its_first_name_as_an_alias():
+    assert get_preset("seed") is get_preset("recipe")
 
 
 def test_with_steps_shortens_every_phase():

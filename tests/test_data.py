@@ -65,9 +65,9 @@ def test_bad_data_files(tmp_path, content, message):
 def test_batches_repeat_per_step_and_validation_is_fixed():
     corpus = bundled_corpus(300)
     data = TokenData(corpus, train_tokenizer(corpus, 300), seq_len=32)
-    a = data.train_batch(4, seed=0, phase=1, step=7)
-    b = data.train_batch(4, seed=0, phase=1, step=7)
-    c = data.train_batch(4, seed=0, phase=1, step=8)
+    a = data.train_batch(4, seed=0, stream=1, step=7)
+    b = data.train_batch(4, seed=0, stream=1, step=7)
+    c = data.train_batch(4, seed=0, stream=1, step=8)
     assert torch.equal(a[0], b[0]) and not torch.equal(a[0], c[0])
     assert torch.equal(a[0][:, 1:], a[1][:, :-1])  # targets are inputs shifted by one
     v1, v2 = data.val_batches(2, 4), data.val_batches(2, 4)

@@ -9,7 +9,7 @@ import torch
 from growlib.config import PRESETS
 from growlib.grow import deepen, depth_plan, grow, widen, widened_config
 from growlib.model import build_model
-from growlib.train import lm_loss, make_optimizer
+from growlib.train import make_optimizer
 from growlib.upcycle import upcycle
 from growlib.verify import check_preservation
 
@@ -104,7 +104,7 @@ def _train_and_compare_copies(noise: float, steps: int = 20) -> float:
     for _ in range(steps):
         x, y = torch.randint(0, 97, (2, 8, 32), generator=gen)
         opt.zero_grad()
-        lm_loss(grown, x, y).backward()
+        grown(x, y).backward()
         opt.step()
     w = grown.moe_layers()[0].w_in[0].detach()  # [d', h']: hidden unit j and its copy j + h
     h = w.shape[1] // 2
@@ -121,7 +121,7 @@ def test_symmetry_breaks_with_noise_and_not_without():
 
 def test_seed_architecture_grows_exactly():
     # the seed's width, heads, MLP and depth (7 layers, x2, +4); vocab reduced to keep memory small
-    cfg = dataclasses.replace(PRESETS["seed"].model, vocab_size=512)
+    cfg = dataclasses.replace(PRESETS["recipe"].model, vocab_size=512)
     dense = build_model(cfg, seed=0)
     grown = grow(dense, 2, 4, verbose=False)
     res = check_preservation(dense, grown, torch.randint(0, 512, (1, 64)))

@@ -2,11 +2,12 @@
 
 from growlib.budget import phase_configs
 from growlib.config import PRESETS
-from growlib.memory import GB, estimate_memory, recommendations
+from growlib.harness.advice import recommendations
+from growlib.memory import GB, estimate_memory
 
 
 def _seed_phase(n):
-    p = PRESETS["seed"]
+    p = PRESETS["recipe"]
     return phase_configs(p.model, p.growth)[n]
 
 
@@ -25,7 +26,7 @@ def test_true_phase3_does_not_fit_24_gb_but_lean_mode_does():
 
 
 def test_recommendations_name_what_fits():
-    p = PRESETS["seed"]
+    p = PRESETS["recipe"]
     lines = recommendations(p.model, p.growth, 8, 256, available=24 * GB)
     assert lines[0].startswith("  Recommendations for 24.0 GB")
     fits = [l for l in lines[1:] if "fits" in l]
@@ -33,7 +34,7 @@ def test_recommendations_name_what_fits():
 
 
 def test_plan_is_printed_before_each_phase_and_measured_after(tmp_path, capsys):
-    from growlib.pipeline import run
+    from growlib.harness.pipeline import run
     run(preset="tiny", data="bundled", steps=4, out=tmp_path)
     out = capsys.readouterr().out
     assert out.count("  Memory plan — phase") == 3 and out.count("  Memory: measured peak RSS") == 3

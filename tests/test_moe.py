@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from growlib.config import PRESETS
 from growlib.model import build_model
 from growlib.moe import MoE, expert_mlps, switch_balance_loss
-from growlib.train import lm_loss, make_optimizer
+from growlib.train import make_optimizer
 from growlib.upcycle import upcycle
 from growlib.verify import check_preservation
 
@@ -57,7 +57,7 @@ def test_gradients_match_the_per_expert_loop(top_k):
 
 
 def test_the_benchmark_loop_reference_computes_the_same_layer():
-    from growlib.bench import _loop_reference
+    from growlib.harness.bench import _loop_reference
 
     layer = _moe()
     experts = [tuple(p[e].detach().clone() for p in (layer.w_in, layer.b_in, layer.w_out, layer.b_out))
@@ -144,7 +144,7 @@ def test_after_one_step_experts_differ_and_router_learns():
     moe = upcycle(dense, 4, 2, seed=3)
     x, y = torch.randint(0, 97, (2, 8, 32))
     opt = make_optimizer(moe, 1e-2, 0.0, "cpu")
-    loss = lm_loss(moe, x, y) + 0.01 * torch.stack([m.last_aux["balance"] for m in moe.moe_layers()]).mean()
+    loss = moe(x, y) + 0.01 * torch.stack([m.last_aux["balance"] for m in moe.moe_layers()]).mean()
     loss.backward()
     layer = moe.moe_layers()[0]
     assert layer.router.weight.grad.abs().sum() > 0
@@ -154,7 +154,7 @@ def test_after_one_step_experts_differ_and_router_learns():
 
 def test_upcycling_the_seed_architecture_is_exact():
     # the seed's d_model, heads, MLP, layers, experts; vocab reduced to keep memory small
-    cfg = PRESETS["seed"].model.__class__(**{**PRESETS["seed"].model.__dict__, "vocab_size": 512})
+    cfg = PRESETS["recipe"].model.__class__(**{**PRESETS["recipe"].model.__dict__, "vocab_size": 512})
     dense = build_model(cfg, seed=0)
     moe = upcycle(dense, 8, 2)
     res = check_preservation(dense, moe, torch.randint(0, 512, (1, 64)))

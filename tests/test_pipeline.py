@@ -7,7 +7,7 @@ import sys
 import pytest
 
 from growlib.config import PRESETS
-from growlib.pipeline import open_session, run
+from growlib.harness.pipeline import open_session, run
 
 SEED_FILES = ["dense_model", "moe_model_init", "moe_model_final", "large_moe_final"]
 
@@ -35,9 +35,9 @@ def test_three_phases_in_the_seeds_layout(tmp_path, sample_path, capsys):
                       "Phase 3 final loss", "Phase 2→3 jump", "Phase 2→3 jump (exact)", "Phase 3 total drop",
                       "Phase 3 drop (val)"]
     # the exact jumps: same validation batches before/after each transition
-    assert abs(s.boundary["val_after_2"] - s.boundary["val_before_2"]) < 1e-4
-    assert abs(s.boundary["val_after_3"] - s.boundary["val_before_3"]) < 1e-4
-    assert s.results[2].final_loss < s.results[2].first_loss  # phase 2 keeps learning
+    assert abs(s.state.figures[2].exact_jump) < 1e-4
+    assert abs(s.state.figures[3].exact_jump) < 1e-4
+    assert s.state.results[2].final_loss < s.state.results[2].first_loss  # phase 2 keeps learning
     for name in SEED_FILES:
         assert (tmp_path / f"{name}.safetensors").exists() and (tmp_path / f"{name}.json").exists()
     assert (tmp_path / "training_history.jsonl").exists()
@@ -65,8 +65,9 @@ def test_bad_arguments_give_one_line_and_exit_2(tmp_path, args, message):
     assert not (tmp_path / "checkpoints").exists()  # nothing was written
 
 
-def test_budget_seed_prints_the_exact_count():
-    res = _cli("budget", "--preset", "seed")
+@pytest.mark.parametrize("name", ["recipe", "seed"])  # "seed": the preset's first name, kept as an alias
+def test_budget_recipe_prints_the_exact_count(name):
+    res = _cli("budget", "--preset", name)
     assert res.returncode == 0
     assert "  Total Parameters:   100.04 M" in res.stdout
     assert "exact: 100,038,016 total, 100,038,016 active; analytic 100,038,016 / 100,038,016  match: True" in res.stdout

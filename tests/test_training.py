@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from growlib.config import PRESETS
-from growlib.pipeline import open_session, phase1
-from growlib.train import lm_loss, lr_at
+from growlib.harness.pipeline import open_session, phase1
+from growlib.train import lr_at
 
 
 @pytest.mark.parametrize("data", ["bundled", "sample"])
@@ -17,7 +17,7 @@ def test_phase1_learns(tmp_path, request, data, capsys):
     spec = str(request.getfixturevalue("sample_path")) if data == "sample" else "bundled"
     s = open_session("tiny", data=spec, out=tmp_path, verbose=True)
     phase1(s)
-    r = s.results[1]
+    r = s.state.results[1]
     out = capsys.readouterr().out
     assert "Phase 1 — Dense" in out and "  step    0 | loss " in out
     assert r.losses[0] > math.log(s.data.vocab_size) - 0.5  # starts near uniform
@@ -40,4 +40,4 @@ def test_loss_at_init_is_near_log_vocab():
     cfg = PRESETS["tiny"].model
     model = build_model(cfg)
     x, y = torch.randint(0, cfg.vocab_size, (2, 4, 32))
-    assert abs(lm_loss(model, x, y).item() - math.log(cfg.vocab_size)) < 0.3
+    assert abs(model(x, y).item() - math.log(cfg.vocab_size)) < 0.3

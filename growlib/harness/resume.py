@@ -21,9 +21,10 @@ from typing import Any
 
 import torch
 
-from .checkpoint import CheckpointError, atomic_write_bytes
+from ..checkpoint import CheckpointError, atomic_write_bytes
 
 STATE_FILE = "run_state.json"
+HISTORY = "training_history.jsonl"
 ROLLING = "resume_latest"
 OPTIM_PREFIX = "optim."
 
@@ -97,19 +98,12 @@ def truncate_history(path: Path, n_records: int) -> list[dict]:
     return [json.loads(l) for l in lines]
 
 
-class StopFlag:
-    """Set by the SIGINT handler; the training loop checks it between steps."""
-
-    def __init__(self) -> None:
-        self.requested = False
-
-
 def out_dir_has_run(out: Path) -> bool:
     return (out / STATE_FILE).exists() or any(out.glob("*.safetensors"))
 
 
 def clear_run(out: Path) -> None:
     """Remove a previous run's files (only with --overwrite)."""
-    for p in list(out.glob("*.safetensors")) + list(out.glob("*.json")) + [out / "training_history.jsonl"]:
+    for p in list(out.glob("*.safetensors")) + list(out.glob("*.json")) + [out / HISTORY]:
         if p.exists():
             os.remove(p)

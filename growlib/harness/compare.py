@@ -28,14 +28,16 @@ import statistics
 import time
 from dataclasses import dataclass, field
 
-from .accounting import training_flops_per_token
-from .budget import phase_configs
-from .config import get_preset
-from .grow import depth_plan, grow
-from .model import build_model
-from .notebook import RUNS_DIR
-from .pipeline import Session, open_session, phase1, phase2, phase3
-from .train import train_phase
+from ..accounting import training_flops_per_token
+from ..budget import phase_configs
+from ..config import get_preset
+from ..grow import depth_plan, grow
+from ..model import GPT, build_model
+from ..train import PhaseHooks, PhaseSchedule, train_phase
+from .paths import RUNS_DIR, run_name
+from .pipeline import open_session, phase1, phase2, phase3
+from .records import CurveKind
+from .session import Session
 
 ABLATIONS = {
     "plain G_stack copy": {"preserve": False},
@@ -77,92 +79,123 @@ def saving(path: Curve, reference: Curve) -> float:
 
 
 def _step_flops(s: Session, cfg) -> float:
-    return float(training_flops_per_token(cfg, s.train.seq_len) * s.train.batch_size * s.train.seq_len)
+    t = s.config.train
+    return float(training_flops_per_token(cfg, t.seq_len) * t.batch_size * t.seq_len)
 
 
-def _train_curve(s: Session, model, phase: int, steps: int, lr: float, curve: Curve, flops0: float,
+def _train_curve(s: Session, model: GPT, schedule: PhaseSchedule, curve: Curve, flops0: float,
                  step_flops: float) -> None:
-    """Train ``model`` for ``steps`` at ``lr`` on phase ``phase``'s batches, logging the curve."""
+    """Train ``model`` over ``schedule``, adding a point to ``curve`` every ``eval_every`` steps."""
+    hooks = PhaseHooks(on_eval=lambda done, v: curve.add(flops0 + done * step_flops, v), eval_every=s.hooks.eval_every)
+    train_phase(model, s.data, s.config.train, schedule, s.config.device, hooks=hooks, val_batches=s.val_batches,
+                verbose=False)
 
-    tcfg = dataclasses.replace(s.train, **{f"lr_phase{phase}": lr, f"steps_phase{phase}": steps})
-    train_phase(model, s.data, tcfg, phase, s.device, verbose=False, val_batches=s.val_batches,
-                eval_every=s.eval_every, on_eval=lambda done, v: curve.add(flops0 + done * step_flops, v))
+
+@dataclass
+class _Costs:
+    """Training FLOPs of one step of each phase's model, and the FLOPs spent before each phase."""
+
+    step: dict[int, float]
+    before: dict[int, float]
+    total: float
+
+
+def _costs(s: Session, cfgs: dict) -> _Costs:
+    t = s.config.train
+    step = {p: _step_flops(s, c) for p, c in cfgs.items()}
+    before = {1: 0.0, 2: t.steps_phase1 * step[1]}
+    before[3] = before[2] + t.steps_phase2 * step[2]
+    return _Costs(step, before, before[3] + t.steps_phase3 * step[3])
 
 
 def compare_one(preset: str, data: str, seed: int, eval_every: int, ablations: bool, steps: int | None,
                 token_budget: int | None = None) -> dict:
+    """The three paths (and, if asked, the ablations) for one random seed."""
     started = time.perf_counter()
     s = open_session(preset, data=data, steps=steps, out=None, verbose=False)
-    s.train = dataclasses.replace(s.train, seed=seed)
-    if token_budget is not None:
-        s.train = s.train.with_token_budget(token_budget)
-    s.eval_every = eval_every
-    cfgs = phase_configs(s.preset.model, s.growth)  # dense, MoE, grown
-    cfg = cfgs[1]
-    phase_flops = {p: _step_flops(s, c) for p, c in cfgs.items()}  # training FLOPs of one step
-    offsets = {1: 0.0, 2: s.train.steps_phase1 * phase_flops[1]}  # FLOPs spent before each phase
-    offsets[3] = offsets[2] + s.train.steps_phase2 * phase_flops[2]
-    grown = Curve("grown path (dense -> MoE -> grown)")
-
-    def on_eval(phase: int, done: int, v: float) -> None:
-        grown.add(offsets[phase] + done * phase_flops[phase], v)
-
-    s.on_eval = on_eval
-    grown.add(0.0, s.eval(build_model(cfg, seed=seed)))
+    train = dataclasses.replace(s.config.train, seed=seed)
+    s.config = dataclasses.replace(s.config, train=train.with_token_budget(token_budget) if token_budget else train)
+    s.hooks.eval_every = eval_every
+    cfgs = phase_configs(s.config.preset.model, s.config.growth)  # dense, MoE, grown
+    costs = _costs(s, cfgs)
+    grown = Curve(CurveKind.GROWN.label)
+    s.hooks.on_eval = lambda phase, done, v: grown.add(costs.before[phase] + done * costs.step[phase], v)
+    grown.add(0.0, s.eval(build_model(cfgs[1], seed=seed)))
     dense = phase1(s)
     dense_copy = copy.deepcopy(dense)
     moe = phase2(s, dense)
     moe_final = copy.deepcopy(moe)
     phase3(s, moe)
-    total = offsets[3] + s.train.steps_phase3 * phase_flops[3]
-
-    # (b) the grown architecture from scratch, same total FLOPs, the dense phase's LR and batches
-    scratch = Curve("grown architecture from scratch")
-    big = build_model(cfgs[3], seed=seed)
-    scratch.add(0.0, s.eval(big))
-    _train_curve(s, big, 1, max(1, round(total / phase_flops[3])), s.train.lr_phase1, scratch, 0.0, phase_flops[3])
-
-    # (c) dense trained on for phase 2's FLOPs, against the upcycled MoE
-    dense_more = Curve("dense, continued")
-    dense_more.add(offsets[2], grown.val[[i for i, f in enumerate(grown.flops) if f <= offsets[2]][-1]])
-    _train_curve(s, dense_copy, 2, max(1, round(s.train.steps_phase2 * phase_flops[2] / phase_flops[1])),
-                 s.train.lr_phase2, dense_more, offsets[2], phase_flops[1])
-    moe_part = Curve("upcycled MoE", [f for f in grown.flops if offsets[2] <= f <= offsets[3]],
-                     [v for f, v in zip(grown.flops, grown.val) if offsets[2] <= f <= offsets[3]])
-
-    result = {"seed": seed, "total_flops": total,
+    scratch = _scratch(s, cfgs[3], seed, costs)
+    dense_more = _dense_continued(s, dense_copy, grown, costs)
+    moe_part = Curve(CurveKind.UPCYCLED_MOE.label, *_between(grown, costs.before[2], costs.before[3]))
+    t = s.config.train
+    result = {"seed": seed, "total_flops": costs.total,
               "curves": {c.label: {"flops": c.flops, "val": c.val} for c in (grown, scratch, dense_more)},
               "saving_grown_vs_scratch": saving(grown, scratch),
-              "saving_moe_vs_dense": saving(_rebase(moe_part, offsets[2]), _rebase(dense_more, offsets[2])),
+              "saving_moe_vs_dense": saving(_rebase(moe_part, costs.before[2]), _rebase(dense_more, costs.before[2])),
               "final_val": {"grown": grown.val[-1], "scratch": scratch.val[-1], "moe": moe_part.val[-1],
                             "dense_continued": dense_more.val[-1]},
-              "steps": [s.train.steps_phase1, s.train.steps_phase2, s.train.steps_phase3],
-              "phase_start_flops": [0.0, offsets[2], offsets[3]],
+              "steps": [t.steps_phase1, t.steps_phase2, t.steps_phase3],
+              "phase_start_flops": [0.0, costs.before[2], costs.before[3]],
               "seconds": time.perf_counter() - started}
     if ablations:
         started = time.perf_counter()
-        result["ablations"] = {}
-        base = Curve("seed's growth", [f for f in grown.flops if f >= offsets[3]],
-                     [v for f, v in zip(grown.flops, grown.val) if f >= offsets[3]])
-        plans = {}  # (everything but the placement, layer plan) -> the ablation that ran it
-        for name, change in ABLATIONS.items():
-            preserve = change.get("preserve", True)
-            g = dataclasses.replace(s.growth, **{k: v for k, v in change.items() if k != "preserve"})
-            key = (preserve, g.scale_factor, g.noise, tuple(depth_plan(cfg.n_layers, g.extra_layers, g.placement)))
-            if key in plans:  # the same model would be trained again, step for step
-                result["ablations"][name] = {**result["ablations"][plans[key]], "same_as": plans[key]}
-                continue
-            plans[key] = name
-            model = grow(copy.deepcopy(moe_final), g.scale_factor, g.extra_layers, where=g.placement,
-                         noise=g.noise, preserve=preserve, seed=seed, verbose=False)
-            step_f = _step_flops(s, model.cfg)
-            c = Curve(name)
-            c.add(offsets[3], s.eval(model))
-            _train_curve(s, model, 3, s.train.steps_phase3, s.train.lr_phase3, c, offsets[3], step_f)
-            result["ablations"][name] = {"flops": c.flops, "val": c.val, "final_val": c.val[-1],
-                                         "start_val": c.val[0], "seed_growth_final_val": base.val[-1]}
+        base_final = _between(grown, costs.before[3], float("inf"))[1][-1]
+        result["ablations"] = _ablations(s, moe_final, seed, costs, base_final)
         result["ablation_seconds"] = time.perf_counter() - started
     return result
+
+
+def _between(c: Curve, lo: float, hi: float) -> tuple[list[float], list[float]]:
+    """The points of ``c`` with lo <= FLOPs <= hi."""
+    kept = [(f, v) for f, v in zip(c.flops, c.val) if lo <= f <= hi]
+    return [f for f, _ in kept], [v for _, v in kept]
+
+
+def _scratch(s: Session, cfg, seed: int, costs: _Costs) -> Curve:
+    """(b) the grown architecture from scratch for the grown path's FLOPs, on the dense phase's batches and LR."""
+    curve = Curve(CurveKind.SCRATCH.label)
+    big = build_model(cfg, seed=seed)
+    curve.add(0.0, s.eval(big))
+    t = s.config.train
+    schedule = PhaseSchedule.of(t, 1).with_length(max(1, round(costs.total / costs.step[3])), t.lr_phase1)
+    _train_curve(s, big, schedule, curve, 0.0, costs.step[3])
+    return curve
+
+
+def _dense_continued(s: Session, dense: GPT, grown: Curve, costs: _Costs) -> Curve:
+    """(c) the dense model trained on for phase 2's FLOPs, on phase 2's batches and LR."""
+    curve = Curve(CurveKind.DENSE_CONTINUED.label)
+    curve.add(costs.before[2], _between(grown, 0.0, costs.before[2])[1][-1])
+    t = s.config.train
+    steps = max(1, round(t.steps_phase2 * costs.step[2] / costs.step[1]))
+    _train_curve(s, dense, PhaseSchedule.of(t, 2).with_length(steps, t.lr_phase2), curve, costs.before[2],
+                 costs.step[1])
+    return curve
+
+
+def _ablations(s: Session, moe_final: GPT, seed: int, costs: _Costs, base_final: float) -> dict:
+    """Phase 3 again from the same phase-2 model, once per variant with its own layer plan."""
+    out: dict = {}
+    plans = {}  # (everything but the placement, layer plan) -> the ablation that ran it
+    t, n_layers = s.config.train, moe_final.cfg.n_layers
+    for name, change in ABLATIONS.items():
+        preserve = change.get("preserve", True)
+        g = dataclasses.replace(s.config.growth, **{k: v for k, v in change.items() if k != "preserve"})
+        key = (preserve, g.scale_factor, g.noise, tuple(depth_plan(n_layers, g.extra_layers, g.placement)))
+        if key in plans:  # the same model would be trained again, step for step
+            out[name] = {**out[plans[key]], "same_as": plans[key]}
+            continue
+        plans[key] = name
+        model = grow(copy.deepcopy(moe_final), g.scale_factor, g.extra_layers, where=g.placement,
+                     noise=g.noise, preserve=preserve, seed=seed, verbose=False)
+        c = Curve(name)
+        c.add(costs.before[3], s.eval(model))
+        _train_curve(s, model, PhaseSchedule.of(t, 3), c, costs.before[3], _step_flops(s, model.cfg))
+        out[name] = {"flops": c.flops, "val": c.val, "final_val": c.val[-1], "start_val": c.val[0],
+                     "seed_growth_final_val": base_final}
+    return out
 
 
 def phase_start_flops(result: dict, run: dict) -> list[float]:
@@ -179,8 +212,8 @@ def phase_start_flops(result: dict, run: dict) -> list[float]:
 
 def where_grown_path_reaches_scratch(result: dict, run: dict) -> dict:
     """The compute at which the grown path first reaches scratch's final loss, and in which phase."""
-    grown = Curve("grown", *run["curves"]["grown path (dense -> MoE -> grown)"].values())
-    scratch = run["curves"]["grown architecture from scratch"]
+    grown = Curve("grown", *run["curves"][CurveKind.GROWN.label].values())
+    scratch = run["curves"][CurveKind.SCRATCH.label]
     f = grown.reach(scratch["val"][-1])
     starts = phase_start_flops(result, run)
     phase = None if f is None else max(i + 1 for i, start in enumerate(starts) if f >= start)
@@ -210,7 +243,7 @@ def compare(preset: str = "cpu", data: str = "auto", seeds: tuple[int, ...] = (0
               + (f", {r['ablation_seconds'] / 60:.1f} min for the ablations" if "ablation_seconds" in r else ""))
         for name, a in r.get("ablations", {}).items():
             print(f"  ablation {name}: start {a['start_val']:.4f}, final {a['final_val']:.4f} "
-                  f"(seed's growth {a['seed_growth_final_val']:.4f})"
+                  f"(the recipe's growth {a['seed_growth_final_val']:.4f})"
                   + (f" [same layer plan as {a['same_as']}: not re-run]" if "same_as" in a else ""))
         print(f"  grown path final val {r['final_val']['grown']:.4f}, scratch {r['final_val']['scratch']:.4f}: "
               f"saving {100 * r['saving_grown_vs_scratch']:.1f}%")
@@ -236,7 +269,7 @@ def load_or_run(preset: str, data: str = "auto", seeds: tuple[int, ...] = (0, 1)
                 ablations: bool = True, steps: int | None = None) -> tuple[dict, str]:
     """The comparison's results: from ``runs/compare-*.json`` when a run left them, else computed now."""
 
-    name = f"compare-{preset}-{steps or 'full'}-{data if '/' not in data else data.rsplit('/', 1)[-1]}.json"
+    name = f"compare-{run_name(preset, steps, data)}.json"
     path = RUNS_DIR / name
     if path.exists():
         return json.loads(path.read_text()), f"loaded from runs/{name}"

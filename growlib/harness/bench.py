@@ -1,17 +1,18 @@
 """Benchmarks (figures, not tests): ``python -m growlib bench [all|peak|steps|moe|grow|memory] [--json PATH]``.
 
 - ``peak``: this machine's fp32 matmul rate, the best over square and transformer-shaped products.
-- ``steps``: training steps of the cpu preset and of the seed's dense and MoE models, as a
-  fraction of that peak, with tokens per second and peak memory against the estimate; the seed
-  dense step three times, each right after its own peak measurement (the median is reported).
-- ``moe``: forward+backward of the MoE layer at the seed's shapes (d 832, hidden
+- ``steps``: training steps of the cpu preset and of the recipe's dense and MoE models, as a
+  fraction of that peak, with tokens per second and peak memory against the estimate; the
+  recipe's dense step three times, each right after its own peak measurement (the median is
+  reported). Its JSON keys ``seed_*`` name the recipe's models (the names scripts know).
+- ``moe``: forward+backward of the MoE layer at the recipe's shapes (d 832, hidden
   3328, 8 experts, top-2, 2048 tokens, fp32) against a dense MLP with the same
   active FLOPs (hidden 6656) and against the Mixtral-style loop over experts.
-- ``grow``: growing the seed-size MoE (371.6 M) to the seed's phase 3 (2.16 B),
+- ``grow``: growing the recipe's MoE (371.6 M) to the recipe's phase 3 (2.16 B),
   wall time and peak memory over the two models' size (run in a fresh process
   so the peak belongs to the growth alone).
-- ``memory``: one ``--lean`` training step of the seed's phase 3 (2.16 B): peak memory and time.
-- ``all``: every figure above in one run (6.5 minutes here).
+- ``memory``: one ``--lean`` training step of the recipe's phase 3 (2.16 B): peak memory and time.
+- ``all``: every figure above in one run.
 """
 
 from __future__ import annotations
@@ -27,15 +28,16 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-from .accounting import training_flops_per_token
-from .budget import phase_configs
-from .config import get_preset
-from .grow import grow
-from .lean import OptimizerInBackward, free_model
-from .memory import current_rss, estimate_memory, measured_peak, reset_peak, warm_up_runtime
-from .model import build_model
-from .moe import MoE
-from .train import lm_loss, make_optimizer
+from ..accounting import training_flops_per_token
+from ..budget import phase_configs
+from ..config import get_preset
+from ..grow import grow
+from ..lean import OptimizerInBackward, free_model
+from ..memory import estimate_memory
+from ..model import build_model
+from ..moe import MoE
+from ..train import make_optimizer
+from .measure import current_rss, measured_peak, reset_peak, warm_up_runtime
 
 
 def _time(fn: Callable[[], None], repeats: int = 5, warmup: int = 2) -> float:
@@ -123,9 +125,9 @@ def _peak_rss_gb() -> float:
 
 
 def _grow_worker() -> dict:
-    """Runs in a fresh process: build the seed MoE, grow it, report time and peak memory."""
+    """Runs in a fresh process: build the recipe's MoE, grow it, report time and peak memory."""
 
-    p = get_preset("seed")
+    p = get_preset("recipe")
     cfgs = phase_configs(p.model, p.growth)
     base = current_rss() / 1e9
     moe = build_model(cfgs[2], seed=0)
@@ -178,7 +180,7 @@ def _step_worker(preset: str, phase: int, steps: int) -> dict:
 
     def step():
         opt.zero_grad(set_to_none=True)
-        lm_loss(model, x, y).backward()
+        model(x, y).backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), t.grad_clip)
         opt.step()
 
@@ -194,38 +196,38 @@ def _step_worker(preset: str, phase: int, steps: int) -> dict:
 
 
 def _in_subprocess(worker: str, *args) -> dict:
-    code = f"import json; from growlib.bench import {worker}; print(json.dumps({worker}(*{args!r})))"
+    code = f"import json; from growlib.harness.bench import {worker}; print(json.dumps({worker}(*{args!r})))"
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     if res.returncode != 0:
         raise RuntimeError(f"benchmark {worker}{args} failed:\n{res.stderr[-2000:]}")
     return json.loads(res.stdout.strip().splitlines()[-1])
 
 
-def bench_steps(seed_dense_runs: int = 3) -> dict:
-    """Training steps of the cpu preset and of the seed's dense and MoE models, against the matmul peak.
+def bench_steps(dense_runs: int = 3) -> dict:
+    """Training steps of the cpu preset and of the recipe's dense and MoE models, against the matmul peak.
 
-    The seed dense step is measured ``seed_dense_runs`` times, each right after its own
+    The recipe's dense step is measured ``dense_runs`` times, each right after its own
     peak measurement; ``seed_dense_step_fraction_of_peak`` is the median of those fractions.
     """
     out: dict = {}
-    fractions, peaks, seed_runs = [], [], []
-    for _ in range(seed_dense_runs):
+    fractions, peaks, runs = [], [], []
+    for _ in range(dense_runs):
         peaks.append(bench_matmul_peak()["matmul_peak_gflops"])
-        r = _in_subprocess("_step_worker", "seed", 1, 3)
-        seed_runs.append(r)
+        r = _in_subprocess("_step_worker", "recipe", 1, 3)
+        runs.append(r)
         fractions.append(r["step_gflops"] / peaks[-1])
-        print(f"  seed dense run {len(peaks)}: peak {peaks[-1]:.1f} GFLOP/s, step {r['step_seconds']:.2f} s, "
+        print(f"  recipe dense run {len(peaks)}: peak {peaks[-1]:.1f} GFLOP/s, step {r['step_seconds']:.2f} s, "
               f"{r['step_gflops']:.1f} GFLOP/s = {fractions[-1]:.3f} of peak", flush=True)
-    median = sorted(range(seed_dense_runs), key=lambda i: fractions[i])[seed_dense_runs // 2]
+    median = sorted(range(dense_runs), key=lambda i: fractions[i])[dense_runs // 2]
     peak = peaks[median]
     out["matmul_peak_gflops"] = peak  # the peak of the run whose fraction is the median
-    out["seed_dense_runs_matmul_peak_gflops"] = peaks
-    out["seed_dense_runs_step_seconds"] = [r["step_seconds"] for r in seed_runs]
-    out["seed_dense_runs_fraction_of_peak"] = fractions
+    out["seed_runsmatmul_peak_gflops"] = peaks
+    out["seed_runsstep_seconds"] = [r["step_seconds"] for r in runs]
+    out["seed_runsfraction_of_peak"] = fractions
     out["seed_dense_step_fraction_of_peak"] = fractions[median]
     for key, preset, phase, steps in (("cpu_dense", "cpu", 1, 10), ("cpu_grown", "cpu", 3, 3),
-                                      ("seed_dense", "seed", 1, 3), ("seed_moe", "seed", 2, 2)):
-        r = seed_runs[median] if key == "seed_dense" else _in_subprocess("_step_worker", preset, phase, steps)
+                                      ("seed_dense", "recipe", 1, 3), ("seed_moe", "recipe", 2, 2)):
+        r = runs[median] if key == "seed_dense" else _in_subprocess("_step_worker", preset, phase, steps)
         out[f"{key}_step_seconds"] = r["step_seconds"]
         out[f"{key}_tokens_per_second"] = r["tokens_per_second"]
         out[f"{key}_step_gflops"] = r["step_gflops"]
@@ -237,13 +239,13 @@ def bench_steps(seed_dense_runs: int = 3) -> dict:
 
 
 def _lean_phase3_worker(steps: int = 1) -> dict:
-    """Fresh process: seed MoE -> grow to 2.16 B -> free the MoE -> ``steps`` lean training steps.
+    """Fresh process: the recipe's MoE -> grow to 2.16 B -> free the MoE -> ``steps`` lean training steps.
 
-    One step (~1.5 min here) already holds the peak: Adafactor's factored states are made in it.
+    One step already holds the peak: Adafactor's factored states are made in it.
     """
 
     warm_up_runtime()
-    p = get_preset("seed")
+    p = get_preset("recipe")
     cfgs = phase_configs(p.model, p.growth)
     t = p.train
     gen = torch.Generator().manual_seed(0)
@@ -260,7 +262,7 @@ def _lean_phase3_worker(steps: int = 1) -> dict:
     times = []
     for _ in range(steps):
         start = time.perf_counter()
-        lm_loss(grown, x, y).backward()  # every parameter is updated during this call
+        grown(x, y).backward()  # every parameter is updated during this call
         times.append(time.perf_counter() - start)
     train_peak, _ = measured_peak("cpu")
     opt.remove()

@@ -1,4 +1,4 @@
-"""``python -m growlib``: run the seed's pipeline, print parameter budgets, run benchmarks.
+"""``python -m growlib``: run the recipe's three phases, print parameter budgets, compare, benchmark.
 
 Bad arguments give one clear ``error:`` line and exit status 2, never a traceback.
 """
@@ -8,7 +8,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .config import PLACEMENTS, PRESETS
+from ..config import PLACEMENTS, PRESETS, PRESET_ALIASES
+from ..device import default_preset
 
 
 class _Parser(argparse.ArgumentParser):
@@ -31,15 +32,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="python -m growlib", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
-    run = sub.add_parser("run", help="train dense -> MoE -> grown, with the seed's console output")
-    run.add_argument("--preset", default=None, help=f"one of {sorted(PRESETS)} (default: seed on CUDA/MPS, cpu otherwise)")
+    run = sub.add_parser("run", help="train dense -> MoE -> grown, with the recipe's console output")
+    run.add_argument("--preset", default=None, help=f"one of {sorted(PRESETS)} (aliases: {PRESET_ALIASES}; default: recipe on CUDA/MPS, cpu otherwise)")
     run.add_argument("--data", default="auto", help="auto | bundled | tinystories | a .txt/.jsonl path")
     run.add_argument("--steps", type=_positive_int, default=None, help="steps for every phase (overrides the preset)")
     run.add_argument("--out", default="checkpoints", help="output folder (default: checkpoints/)")
     run.add_argument("--device", default=None, help="cpu | cuda | mps (default: the best available)")
-    run.add_argument("--scale-factor", type=float, default=None, help="width growth factor (seed: 2; fallback 1.5)")
-    run.add_argument("--extra-layers", type=int, default=None, help="layers added in phase 3 (seed: 4; fallback 2)")
-    run.add_argument("--placement", choices=PLACEMENTS, default=None, help="where the new layers go (seed: end)")
+    run.add_argument("--scale-factor", type=float, default=None, help="width growth factor (recipe: 2; fallback 1.5)")
+    run.add_argument("--extra-layers", type=int, default=None, help="layers added in phase 3 (recipe: 4; fallback 2)")
+    run.add_argument("--placement", choices=PLACEMENTS, default=None, help="where the new layers go (recipe: end)")
     run.add_argument("--checkpoint-every", type=_positive_int, default=None,
                      help="also checkpoint (with optimizer state) every N steps, for --resume")
     run.add_argument("--lean", action="store_true",
@@ -49,7 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--overwrite", action="store_true", help="replace a run already in --out")
 
     budget = sub.add_parser("budget", help="parameter table of every phase (meta device: instant)")
-    budget.add_argument("--preset", default="seed")
+    budget.add_argument("--preset", default="recipe")
     budget.add_argument("--scale-factor", type=float, default=None)
     budget.add_argument("--extra-layers", type=int, default=None)
 
@@ -70,18 +71,12 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def default_preset(device: str | None) -> str:
-    from .train import pick_device
-
-    return "cpu" if pick_device(device) == "cpu" else "seed"
-
-
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         if args.command == "run":
+            from ..train import RunInterrupted
             from .pipeline import run
-            from .train import RunInterrupted
 
             growth = {k: v for k, v in (("scale_factor", args.scale_factor), ("extra_layers", args.extra_layers),
                                         ("placement", args.placement)) if v is not None}
@@ -97,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
                       f" --resume", file=sys.stderr)
                 return 130
         elif args.command == "budget":
-            from .budget import print_budget
+            from ..budget import print_budget
 
             print_budget(args.preset, args.scale_factor, args.extra_layers)
         elif args.command == "compare":
