@@ -1,12 +1,18 @@
-"""The recipe's advice for a phase that does not fit, worked out for this machine."""
+"""Planning a run's memory before phase 1, and the recipe's advice for a phase that does not fit.
+
+``--lean auto`` (the default) trains a phase in lean mode (growlib.lean) exactly when its
+AdamW plan does not fit in what this device can give; a run with a phase that does not fit
+even in lean mode is refused before phase 1, with the recipe's options worked out here.
+"""
 
 from __future__ import annotations
 
 import dataclasses
+from dataclasses import dataclass
 
 from ..budget import phase_configs
 from ..config import GrowthConfig, ModelConfig
-from ..memory import GB, estimate_memory
+from ..memory import FITS_HEADROOM, GB, MemoryPlan, estimate_memory
 
 # (label, growth changes, batch divisor, lean): the options the recipe suggests, in its order
 OPTIONS = [("batch 8 -> 4", {}, 2, False),
@@ -28,3 +34,96 @@ def recommendations(model_cfg: ModelConfig, growth: GrowthConfig, batch_size: in
         plan = dataclasses.replace(estimate_memory(cfg, batch_size // divisor or 1, seq_len, lean=lean), runtime=runtime)
         lines.append(f"    {label:<48s} {plan.total / GB:6.1f} GB  {'✅ fits' if plan.fits(available) else '✗'}")
     return lines
+
+
+# ---------------------------------------------------------------- the whole run, planned before phase 1
+
+LEAN_MODES = ("auto", "always", "never")
+LEAN_WHAT = "Adafactor stepped in backward, gradient checkpointing"
+
+
+class NotEnoughMemory(ValueError):
+    """A phase will not fit in what this device can give (the command prints it as one line, exit 2)."""
+
+
+@dataclass(frozen=True)
+class PhasePlan:
+    """A phase's memory in both ways of training it, and the way chosen."""
+
+    phase: int
+    adamw: MemoryPlan
+    lean: MemoryPlan
+    lean_chosen: bool
+
+    @property
+    def chosen(self) -> MemoryPlan:
+        return self.lean if self.lean_chosen else self.adamw
+
+
+def lean_mode(value: str | bool) -> str:
+    """``auto``, ``always`` or ``never``; True and False (the earlier on/off flag) mean always and never."""
+    if value is True or value is False:
+        return "always" if value else "never"
+    if value not in LEAN_MODES:
+        raise ValueError(f"--lean {value!r} is invalid: accepted one of {LEAN_MODES} (or --lean alone: always)")
+    return value
+
+
+def plan_run(configs: dict[int, ModelConfig], batch_size: int, seq_len: int, runtime: float, available: float,
+             mode: str) -> dict[int, PhasePlan]:
+    """Each phase's plan; ``auto`` trains a phase lean exactly when its AdamW plan does not fit."""
+    plans = {}
+    for phase, cfg in configs.items():
+        adamw, lean = (dataclasses.replace(estimate_memory(cfg, batch_size, seq_len, lean=x), runtime=runtime)
+                       for x in (False, True))
+        chosen = mode == "always" or (mode == "auto" and not adamw.fits(available))
+        plans[phase] = PhasePlan(phase, adamw, lean, chosen)
+    return plans
+
+
+def run_plan_lines(plans: dict[int, PhasePlan], available: float, device: str) -> list[str]:
+    """The three phases' plans side by side, against what ``device`` can give now."""
+    g = lambda b: f"{b / GB:7.2f}"
+    lines = [f"  Memory plan of the run, in GB ({device}: {available / GB:.1f} GB available now):",
+             "    phase  mode     model  gradients  optimizer  activations  runtime    total"]
+    for p in plans.values():
+        m = p.chosen
+        verdict = "✅ fits" if m.fits(available) else "⚠️ does NOT fit"
+        lines.append(f"    {p.phase:>5}  {'lean ' if p.lean_chosen else 'AdamW'}  {g(m.model)}  {g(m.gradients):>9}"
+                     f"  {g(m.optimizer):>9}  {g(m.activations):>11}  {g(m.runtime)}  {g(m.total)}  {verdict}")
+    for p in plans.values():
+        if p.lean_chosen and not p.adamw.fits(available):
+            lines.append(f"  [memory] phase {p.phase} trains in lean mode ({LEAN_WHAT}): with AdamW it would need "
+                         f"{p.adamw.total / GB:.1f} GB")
+    return lines
+
+
+def check_run_fits(plans: dict[int, PhasePlan], available: float, mode: str, model_cfg: ModelConfig,
+                   growth: GrowthConfig, batch_size: int, seq_len: int, runtime: float) -> None:
+    """Refuse, before phase 1, a run with a phase that does not fit even the way it was chosen to train."""
+    if mode == "never":
+        return  # asked for: each phase warns before it starts, as the recipe does
+    for p in plans.values():
+        if not p.chosen.fits(available):
+            raise NotEnoughMemory(f"phase {p.phase} is planned at {p.chosen.total / GB:.2f} GB even in lean mode: "
+                                  f"it does not fit in the {available / GB:.2f} GB this device can give "
+                                  f"(a plan keeps {1 - FITS_HEADROOM:.0%} of it free); "
+                                  + best_option(model_cfg, growth, batch_size, seq_len, available, runtime))
+
+
+def best_option(model_cfg: ModelConfig, growth: GrowthConfig, batch_size: int, seq_len: int, available: float,
+                runtime: float) -> str:
+    """The smallest change of the recipe's options (in lean mode) that makes phase 3 fit, as advice."""
+    tries = [("--scale-factor 1.5", {"scale_factor": 1.5}), ("--extra-layers 2", {"extra_layers": 2}),
+             ("--scale-factor 1.5 --extra-layers 2", {"scale_factor": 1.5, "extra_layers": 2})]
+    for flags, change in tries:
+        try:
+            cfg = phase_configs(model_cfg, dataclasses.replace(growth, **change))[3]
+        except ValueError:
+            continue
+        for batch in (batch_size, batch_size // 2):
+            total = estimate_memory(cfg, max(1, batch), seq_len, lean=True).total + runtime
+            if total < FITS_HEADROOM * available:
+                return (f"it fits with {flags} (phase 3 {total / GB:.1f} GB in lean mode"
+                        + (f", batch {batch})" if batch != batch_size else ")"))
+    return "none of the recipe's fallbacks fits either: use a smaller preset (cpu, tiny) or a machine with more memory"

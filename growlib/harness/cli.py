@@ -10,6 +10,7 @@ import sys
 
 from ..config import PLACEMENTS, PRESETS, PRESET_ALIASES
 from ..device import default_preset
+from .advice import LEAN_MODES, NotEnoughMemory
 
 
 class _Parser(argparse.ArgumentParser):
@@ -43,8 +44,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--placement", choices=PLACEMENTS, default=None, help="where the new layers go (recipe: end)")
     run.add_argument("--checkpoint-every", type=_positive_int, default=None,
                      help="also checkpoint (with optimizer state) every N steps, for --resume")
-    run.add_argument("--lean", action="store_true",
-                     help="memory-light training: Adafactor stepped inside backward, gradient checkpointing")
+    run.add_argument("--lean", nargs="?", const="always", default="auto", choices=LEAN_MODES,
+                     help="memory-light training (Adafactor stepped inside backward, gradient checkpointing): "
+                          "auto (default) for each phase that would not fit otherwise, always (also --lean "
+                          "alone), never")
     run.add_argument("--compile", action="store_true", help="torch.compile each block (CUDA only)")
     run.add_argument("--resume", action="store_true", help="continue the run in --out from its newest checkpoint")
     run.add_argument("--overwrite", action="store_true", help="replace a run already in --out")
@@ -71,12 +74,22 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _resume_command(argv: list[str] | None, lean: bool = False) -> str:
+    """The command that continues this run: its own options plus --resume (and --lean, if asked)."""
+    words = [a for a in (argv or sys.argv[1:]) if a not in ("--overwrite", "--resume")]
+    if lean:
+        words = [w for i, w in enumerate(words) if w != "--lean" and not (i and words[i - 1] == "--lean"
+                                                                          and w in LEAN_MODES)] + ["--lean"]
+    return f"python -m growlib {' '.join(words)} --resume"
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         if args.command == "run":
             from ..train import RunInterrupted
             from .pipeline import run
+            from .resume import out_dir_has_run
 
             growth = {k: v for k, v in (("scale_factor", args.scale_factor), ("extra_layers", args.extra_layers),
                                         ("placement", args.placement)) if v is not None}
@@ -88,9 +101,16 @@ def main(argv: list[str] | None = None) -> int:
             except RunInterrupted as stop:
                 print(f"\ninterrupted in phase {stop.phase} before step {stop.next_step}; a checkpoint is in "
                       f"{args.out}. Continue with the same options plus --resume:\n"
-                      f"  python -m growlib {' '.join(a for a in (argv or sys.argv[1:]) if a != '--overwrite')}"
-                      f" --resume", file=sys.stderr)
+                      f"  {_resume_command(argv)}", file=sys.stderr)
                 return 130
+            except NotEnoughMemory as exc:
+                from pathlib import Path
+
+                print(f"error: {exc}", file=sys.stderr)
+                if Path(args.out).is_dir() and out_dir_has_run(Path(args.out)):  # stopped mid-run: say how to go on
+                    print(f"what is trained so far is saved in {args.out}; continue with:\n  "
+                          f"{_resume_command(argv, lean=True)}", file=sys.stderr)
+                return 2
         elif args.command == "budget":
             from ..budget import print_budget
 

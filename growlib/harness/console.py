@@ -21,8 +21,12 @@ def format_lr(lr: float) -> str:
     return repr(float(lr))
 
 
-def phase_banner(title: str, steps: int, lr: float, device: str, report: ParamReport) -> str:
-    lines = [RULE, f"  {title}", f"  Steps: {steps}  |  LR: {format_lr(lr)}  |  Device: {device}", THIN]
+def phase_banner(title: str, steps: int, lr: float, device: str, report: ParamReport, lean: str | None = None) -> str:
+    """The recipe's banner; ``lean`` (what lean mode does) adds a line when the phase trains lean."""
+    lines = [RULE, f"  {title}", f"  Steps: {steps}  |  LR: {format_lr(lr)}  |  Device: {device}"]
+    if lean:
+        lines.append(f"  Lean mode: {lean}")
+    lines.append(THIN)
     lines += report.lines()
     lines.append(THIN)
     if report.is_moe:

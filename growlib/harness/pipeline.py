@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Callable
 
 from ..accounting import param_report
+from ..budget import phase_configs
 from ..checkpoint import load_checkpoint
 from ..config import Preset, get_preset
 from ..data import TokenData, load_corpus, load_tokenizer
@@ -27,8 +28,9 @@ from ..model import GPT, build_model
 from ..train import History, PhaseResult
 from ..upcycle import upcycle
 from ..verify import check_preservation
+from .advice import LEAN_WHAT, check_run_fits, lean_mode, plan_run, run_plan_lines
 from .console import boundary_summary, phase_banner, section_banner
-from .measure import current_rss, warm_up_runtime
+from .measure import available_memory, current_rss, warm_up_runtime
 from .paths import shown_path
 from .resume import (HISTORY, ROLLING, STATE_FILE, check_settings, clear_run, optimizer_state, out_dir_has_run,
                      read_state, truncate_history)
@@ -56,12 +58,17 @@ def check_output_dir(out: str | os.PathLike) -> Path:
 def open_session(preset: str | Preset = "cpu", data: str = "auto", steps: int | None = None,
                  out: str | os.PathLike | None = "checkpoints", device: str | None = None,
                  growth: dict | None = None, verbose: bool = True, fresh_history: bool = True,
-                 checkpoint_every: int = 0, lean: bool = False, compile: bool = False) -> Session:
-    """Validate every argument, then load the corpus and tokenizer (no training yet)."""
+                 checkpoint_every: int = 0, lean: str | bool = "auto", compile: bool = False) -> Session:
+    """Validate every argument, load the corpus and tokenizer, plan the run's memory (no training yet).
+
+    ``lean``: ``auto`` trains a phase in lean mode when it would not fit otherwise,
+    ``always`` (or True) every phase, ``never`` (or False) none.
+    """
     p = get_preset(preset) if isinstance(preset, str) else preset
+    mode = lean_mode(lean)
     tcfg = p.train if steps is None else p.train.with_steps(steps)
-    if lean or compile:
-        tcfg = dataclasses.replace(tcfg, lean=lean, compile=compile)
+    if compile:
+        tcfg = dataclasses.replace(tcfg, compile=compile)
     gcfg = dataclasses.replace(p.growth, **(growth or {}))
     widened_config(dataclasses.replace(p.model, n_experts=gcfg.n_experts, top_k=gcfg.top_k), gcfg.scale_factor)
     if checkpoint_every < 0:
@@ -78,12 +85,29 @@ def open_session(preset: str | Preset = "cpu", data: str = "auto", steps: int | 
     if fresh_history and history_path is not None and history_path.exists():
         history_path.unlink()
     settings = RunSettings(p, tcfg, gcfg, dev, out_path, data_spec=data, checkpoint_every=checkpoint_every,
-                           verbose=verbose)
+                           lean_mode=mode, verbose=verbose)
     s = Session(settings, token_data, History(history_path), token_data.val_batches(tcfg.eval_batches, tcfg.batch_size))
     if not dev.startswith("cuda"):
         warm_up_runtime()
         s.state.runtime_bytes = current_rss()
+    _plan_run(s)
     return s
+
+
+def _plan_run(s: Session) -> None:
+    """Which phases train lean, decided before phase 1; a run that cannot fit is refused here."""
+    c, runtime = s.config, s.state.runtime_bytes
+    available = available_memory(c.device)
+    configs = phase_configs(c.preset.model, c.growth)
+    s.state.run_plan = plan_run(configs, c.train.batch_size, c.train.seq_len, runtime, available, c.lean_mode)
+    check_run_fits(s.state.run_plan, available, c.lean_mode, c.preset.model, c.growth, c.train.batch_size,
+                   c.train.seq_len, runtime)
+
+
+def say_run_plan(s: Session) -> None:
+    """The three phases' memory plans together, against what this device can give now."""
+    for line in run_plan_lines(s.state.run_plan, available_memory(s.config.device), s.config.device):
+        s.say(line)
 
 
 @dataclass
@@ -138,7 +162,7 @@ def phase3(s: Session, moe: GPT | None, resume: Resumed | None = None) -> GPT:
         _measure_transition(s, 3, moe, grown)
     else:
         grown = resume.model
-    if s.config.train.lean and moe is not None:
+    if s.train_config(3).lean and moe is not None:
         free_model(moe)  # lean mode: the MoE's memory goes back before the big model trains
     _train_and_save(s, grown, 3, resume)
     return grown
@@ -161,7 +185,7 @@ def _train_and_save(s: Session, model: GPT, phase: int, resume: Resumed | None) 
     s.say()
     s.plan_memory(model, phase)
     s.say(phase_banner(PHASE_TITLES[phase], c.train.steps(phase), c.train.lr(phase), c.device,
-                       param_report(model, c.train.seq_len)))
+                       param_report(model, c.train.seq_len), lean=LEAN_WHAT if s.train_config(phase).lean else None))
     s.say()
     if resume is not None and resume.next_step:
         s.say(f"  [resume] continuing phase {resume.phase} at step {resume.next_step}")
@@ -183,6 +207,12 @@ def find_resume(s: Session) -> Resumed:
     check_settings(point.settings, s.config.fingerprint(), out)
     model, extra, tensors = load_checkpoint(out, point.checkpoint, device=s.config.device)
     optimizer = optimizer_state(tensors, extra["optimizer"]) if point.checkpoint == ROLLING else None
+    lean_now = s.train_config(point.phase).lean
+    if optimizer is not None and extra.get("lean", False) != lean_now:
+        optimizer = None  # AdamW's state cannot seed Adafactor, nor the reverse
+        s.say(f"[resume] phase {point.phase} continues at step {point.next_step} "
+              f"{'in lean mode' if lean_now else 'with AdamW'}; the optimizer's state restarts "
+              f"(it was saved {'with AdamW' if lean_now else 'in lean mode'})")
     s.history.records = truncate_history(s.history.path, point.history_len)
     s.state.figures.update(point.boundary)
     for phase in (1, 2, 3):  # earlier phases' logged losses, for their results
@@ -207,6 +237,7 @@ def run(resume: bool = False, overwrite: bool = False, after_step: Callable[[int
                          f"--overwrite to replace it, or another --out")
     s = open_session(fresh_history=not resume, **kwargs)
     s.hooks.after_step = after_step
+    say_run_plan(s)
     if overwrite and s.config.out is not None:
         clear_run(s.config.out)
     with _ctrl_c_finishes_the_step(s):

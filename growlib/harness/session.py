@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+import torch
+
 from ..checkpoint import save_checkpoint
 from ..config import GrowthConfig, Preset, TrainConfig
 from ..data import TokenData
@@ -20,7 +22,7 @@ from ..memory import MemoryPlan, estimate_memory
 from ..model import GPT
 from ..train import History, PhaseHooks, PhaseResult, PhaseSchedule, evaluate, train_phase
 from ..verify import Preservation
-from .advice import recommendations
+from .advice import LEAN_WHAT, NotEnoughMemory, PhasePlan, best_option, recommendations
 from .measure import available_memory, measured_peak, reset_peak
 from .paths import shown_path
 from .records import BoundaryFigures
@@ -38,13 +40,14 @@ class RunSettings:
     out: Path | None  # None: nothing is written (compare, tests)
     data_spec: str = "auto"
     checkpoint_every: int = 0  # periodic checkpoints (with optimizer state) every N steps; 0 = phase ends only
+    lean_mode: str = "auto"  # auto | always | never (growlib.harness.advice)
     verbose: bool = True
 
     def fingerprint(self) -> dict:
-        """What must match for a run to be resumed."""
-        return {"preset": self.preset.name, "model": dataclasses.asdict(self.preset.model),
-                "train": dataclasses.asdict(self.train), "growth": dataclasses.asdict(self.growth),
-                "data": self.data_spec}
+        """What must match for a run to be resumed: what is trained, not how (memory mode, compile)."""
+        train = {k: v for k, v in dataclasses.asdict(self.train).items() if k not in ("lean", "compile")}
+        return {"preset": self.preset.name, "model": dataclasses.asdict(self.preset.model), "train": train,
+                "growth": dataclasses.asdict(self.growth), "data": self.data_spec}
 
 
 @dataclass
@@ -55,7 +58,8 @@ class RunState:
     preservation: dict[int, Preservation] = field(default_factory=dict)
     figures: BoundaryFigures = field(default_factory=BoundaryFigures)
     runtime_bytes: float = 0.0  # memory in use before any model (runtime and data), for the plans
-    plans: dict[int, MemoryPlan] = field(default_factory=dict)
+    run_plan: dict[int, PhasePlan] = field(default_factory=dict)  # made before phase 1: which phases train lean
+    plans: dict[int, MemoryPlan] = field(default_factory=dict)  # the plan printed before each phase
     peaks: dict[int, float] = field(default_factory=dict)
 
 
@@ -94,6 +98,11 @@ class Session:
     def eval(self, model: GPT) -> float:
         return evaluate(model, self.val_batches, self.config.device)
 
+    def train_config(self, phase: int) -> TrainConfig:
+        """The run's training settings, in lean mode where the run plan chose it for ``phase``."""
+        plan = self.state.run_plan.get(phase)
+        return dataclasses.replace(self.config.train, lean=plan.lean_chosen) if plan else self.config.train
+
     def verify_tokens(self):
         """The fixed tokens every preservation check runs on: the first validation batch's inputs."""
         return self.val_batches[0][0]
@@ -121,7 +130,8 @@ class Session:
         def write(next_step: int, opt) -> None:
             tensors, groups = optimizer_tensors(opt)
             save_checkpoint(model, out, ROLLING, tensors=tensors,
-                            extra={"phase": phase, "next_step": next_step, "optimizer": groups})
+                            extra={"phase": phase, "next_step": next_step, "optimizer": groups,
+                                   "lean": self.train_config(phase).lean})
             self._point(phase, next_step, ROLLING)
 
         return write
@@ -134,12 +144,12 @@ class Session:
 
     def plan_memory(self, model: GPT, phase: int) -> None:
         """The recipe's memory table before a phase; the recipe's advice where it will not fit."""
-        c = self.config
-        plan = dataclasses.replace(estimate_memory(model.cfg, c.train.batch_size, c.train.seq_len, lean=c.train.lean),
+        c, lean = self.config, self.train_config(phase).lean
+        plan = dataclasses.replace(estimate_memory(model.cfg, c.train.batch_size, c.train.seq_len, lean=lean),
                                    runtime=self.state.runtime_bytes)
         self.state.plans[phase] = plan
         available = available_memory(c.device)
-        for line in plan.lines(f"phase {phase}" + (" (lean mode)" if c.train.lean else ""), available):
+        for line in plan.lines(f"phase {phase}" + (" (lean mode)" if lean else ""), available):
             self.say(line)
         if not plan.fits(available):
             self.say(f"  ⚠️  phase {phase} is estimated at {plan.total / 1e9:.1f} GB, more than this machine's "
@@ -156,17 +166,39 @@ class Session:
         versus = f" (estimate {est.total / 1e9:.2f} GB)" if est else ""
         self.say(f"  Memory: measured {what} {peak / 1e9:.2f} GB{versus}")
 
+    def _check_memory_now(self, phase: int) -> None:
+        """Before the optimizer is allocated: stop with advice, rather than be killed, if the plan cannot fit now."""
+        plan = self.state.plans.get(phase)
+        if plan is None or self.config.lean_mode == "never" or self.config.device.startswith("cuda"):
+            return  # CUDA: its allocator raises an error that fit() catches
+        available = available_memory(self.config.device)
+        if not plan.fits(available):
+            raise self._not_enough(phase, f"it is planned at {plan.total / 1e9:.1f} GB and this device can give "
+                                          f"{available / 1e9:.1f} GB now")
+
+    def _not_enough(self, phase: int, why: str) -> NotEnoughMemory:
+        c = self.config
+        lean = self.train_config(phase).lean
+        advice = ("try a smaller growth: " + best_option(c.preset.model, c.growth, c.train.batch_size, c.train.seq_len,
+                                                          available_memory(c.device), self.state.runtime_bytes)
+                  if lean else f"resume with --lean ({LEAN_WHAT})")
+        return NotEnoughMemory(f"phase {phase} stopped before training: {why}; {advice}")
+
     # ------------------------------------------------------------ training
 
     def fit(self, model: GPT, phase: int, start_step: int = 0, optimizer_state: dict | None = None) -> PhaseResult:
         """Train ``model`` over the recipe's schedule of ``phase``, from ``start_step``."""
-        c, h = self.config, self.hooks
+        c, h, train = self.config, self.hooks, self.train_config(phase)
+        self._check_memory_now(phase)
         hooks = PhaseHooks(checkpoint=self.periodic(model, phase), checkpoint_every=c.checkpoint_every,
                            stop_requested=lambda: h.stop.requested, after_step=h.after_step,
                            on_eval=(lambda done, v: h.on_eval(phase, done, v)) if h.on_eval else None,
                            eval_every=h.eval_every)
-        r = train_phase(model, self.data, c.train, PhaseSchedule.of(c.train, phase), c.device, self.history, hooks,
-                        self.val_batches, start_step, optimizer_state, verbose=c.verbose)
+        try:
+            r = train_phase(model, self.data, train, PhaseSchedule.of(train, phase), c.device, self.history, hooks,
+                            self.val_batches, start_step, optimizer_state, verbose=c.verbose)
+        except torch.cuda.OutOfMemoryError as exc:  # CUDA's allocator: nothing was killed, so say what to do
+            raise self._not_enough(phase, f"the device ran out of memory ({str(exc).splitlines()[0]})") from None
         self.state.results[phase] = r
         self.report_peak(phase)
         start = self.state.figures[phase].val_after
