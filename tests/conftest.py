@@ -47,3 +47,16 @@ def perturbed(model, scale: float = 0.1):
             noise(m.b_out, scale)
             noise(m.router.weight, 1.0)  # a decisive router: tokens spread over all experts
     return model
+
+
+class Killed(Exception):
+    """Stands for `kill -9` (or the kernel's OOM killer): the process stops between two steps."""
+
+
+def killer(phase: int, step: int):
+    """An ``after_step`` hook that raises :class:`Killed` after ``step`` of ``phase``."""
+    def hook(p, s):
+        if (p, s) == (phase, step):
+            raise Killed
+
+    return hook

@@ -15,20 +15,10 @@ from growlib.harness.advice import NotEnoughMemory
 from growlib.harness.pipeline import open_session, run
 from growlib.memory import FITS_HEADROOM
 
+from conftest import Killed, killer
+
 CPU = dict(preset="cpu", data="bundled", steps=2)
 TINY = dict(preset="tiny", data="bundled", steps=6, verbose=True)
-
-
-class Killed(Exception):
-    """Stands for the kernel's OOM killer: the process stops between two steps."""
-
-
-def _killer(phase, step):
-    def hook(p, s):
-        if (p, s) == (phase, step):
-            raise Killed
-
-    return hook
 
 
 def _budget_where_only_phase3_needs_lean() -> float:
@@ -64,7 +54,7 @@ def test_a_budget_too_small_even_for_lean_stops_before_phase1_in_one_line(tmp_pa
 
 def test_a_run_stopped_in_phase3_resumes_with_lean_from_phase3s_start(tmp_path, capsys):
     with pytest.raises(Killed):
-        run(out=tmp_path, lean="never", after_step=_killer(3, 1), **TINY)
+        run(out=tmp_path, lean="never", after_step=killer(3, 1), **TINY)
     capsys.readouterr()
     resumed = run(out=tmp_path, resume=True, lean="always", **TINY)
     out = capsys.readouterr().out
@@ -77,7 +67,7 @@ def test_a_run_stopped_in_phase3_resumes_with_lean_from_phase3s_start(tmp_path, 
 
 def test_mid_phase_resume_in_another_memory_mode_restarts_the_optimizer_and_says_so(tmp_path, capsys):
     with pytest.raises(Killed):
-        run(out=tmp_path, lean="never", checkpoint_every=2, after_step=_killer(3, 2), **TINY)
+        run(out=tmp_path, lean="never", checkpoint_every=2, after_step=killer(3, 2), **TINY)
     capsys.readouterr()
     run(out=tmp_path, resume=True, lean="always", **TINY)
     out = capsys.readouterr().out

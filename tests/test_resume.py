@@ -14,19 +14,9 @@ from growlib.model import build_model
 from growlib.harness.pipeline import open_session, run
 from growlib.train import TrainingDiverged
 
+from conftest import Killed, killer
+
 SETTINGS = dict(preset="tiny", data="bundled", steps=16, checkpoint_every=4, verbose=False)
-
-
-class Killed(Exception):
-    """Stands for `kill -9`: the process stops between two steps without writing anything."""
-
-
-def _killer(phase, step):
-    def hook(p, s):
-        if (p, s) == (phase, step):
-            raise Killed
-
-    return hook
 
 
 def _losses(session):
@@ -42,7 +32,7 @@ def uninterrupted(tmp_path_factory):
 @pytest.mark.parametrize("phase, step", [(1, 9), (2, 2), (2, 13), (3, 3), (3, 14)])
 def test_resume_after_a_kill_repeats_the_uninterrupted_losses(tmp_path, uninterrupted, phase, step):
     with pytest.raises(Killed):
-        run(out=tmp_path, after_step=_killer(phase, step), **SETTINGS)
+        run(out=tmp_path, after_step=killer(phase, step), **SETTINGS)
     resumed = run(out=tmp_path, resume=True, **SETTINGS)
     losses, boundary = uninterrupted
     assert _losses(resumed) == losses  # exactly: same batches, same optimizer state, same schedule
@@ -159,6 +149,6 @@ def test_lean_mode_learns_and_resumes_exactly(tmp_path):
     r = full.state.results
     assert r[1].eval_loss < r[1].losses[0] - 0.5 and full.state.figures[3].val_end < full.state.figures[3].val_after
     with pytest.raises(Killed):
-        run(out=tmp_path / "killed", after_step=_killer(2, 13), **lean)
+        run(out=tmp_path / "killed", after_step=killer(2, 13), **lean)
     resumed = run(out=tmp_path / "killed", resume=True, **lean)
     assert _losses(resumed) == _losses(full)
