@@ -138,7 +138,7 @@ def train_step(model: GPT, optimizer, batch: tuple[torch.Tensor, torch.Tensor], 
     if grad_clip is not None:
         torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
     value = loss.item()
-    if not math.isfinite(value):  # stop before this step's update lands in the weights
+    if not math.isfinite(value):  # stop before AdamW steps (lean mode stepped inside backward already)
         raise TrainingDiverged(f"loss is {value}")
     optimizer.step()
     if router is None:
