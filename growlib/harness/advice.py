@@ -22,15 +22,22 @@ OPTIONS = [("batch 8 -> 4", {}, 2, False),
            ("--lean (Adafactor in backward, checkpointing)", {}, 1, True)]
 
 
+def _phase3(model_cfg: ModelConfig, growth: GrowthConfig, change: dict) -> ModelConfig | None:
+    """Phase 3's config with ``change`` applied to the growth plan; None where the model cannot take it."""
+    try:
+        return phase_configs(model_cfg, dataclasses.replace(growth, **change))[3]
+    except ValueError:
+        return None  # a factor this model's sizes cannot take
+
+
 def recommendations(model_cfg: ModelConfig, growth: GrowthConfig, batch_size: int, seq_len: int,
                     available: float, runtime: float = 0.0) -> list[str]:
     """Phase 3's memory under each of the recipe's options, against ``available`` bytes."""
     lines = [f"  Recommendations for {available / GB:.1f} GB (phase 3 totals):"]
     for label, change, divisor, lean in OPTIONS:
-        try:
-            cfg = phase_configs(model_cfg, dataclasses.replace(growth, **change))[3]
-        except ValueError:
-            continue  # a factor this model's sizes cannot take
+        cfg = _phase3(model_cfg, growth, change)
+        if cfg is None:
+            continue
         plan = dataclasses.replace(estimate_memory(cfg, batch_size // divisor or 1, seq_len, lean=lean), runtime=runtime)
         lines.append(f"    {label:<48s} {plan.total / GB:6.1f} GB  {'✅ fits' if plan.fits(available) else '✗'}")
     return lines
@@ -117,9 +124,8 @@ def best_option(model_cfg: ModelConfig, growth: GrowthConfig, batch_size: int, s
     tries = [("--scale-factor 1.5", {"scale_factor": 1.5}), ("--extra-layers 2", {"extra_layers": 2}),
              ("--scale-factor 1.5 --extra-layers 2", {"scale_factor": 1.5, "extra_layers": 2})]
     for flags, change in tries:
-        try:
-            cfg = phase_configs(model_cfg, dataclasses.replace(growth, **change))[3]
-        except ValueError:
+        cfg = _phase3(model_cfg, growth, change)
+        if cfg is None:
             continue
         for batch in (batch_size, batch_size // 2):
             total = estimate_memory(cfg, max(1, batch), seq_len, lean=True).total + runtime

@@ -183,7 +183,7 @@ def _train_and_save(s: Session, model: GPT, phase: int, resume: Resumed | None) 
     """The part every phase shares: memory plan, banner, training, boundary figures, checkpoint."""
     c = s.config
     s.say()
-    s.plan_memory(model, phase)
+    s.plan_memory(phase)
     s.say(phase_banner(PHASE_TITLES[phase], c.train.steps(phase), c.train.lr(phase), c.device,
                        param_report(model, c.train.seq_len), lean=LEAN_WHAT if s.train_config(phase).lean else None))
     s.say()

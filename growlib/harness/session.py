@@ -18,7 +18,7 @@ import torch
 from ..checkpoint import save_checkpoint
 from ..config import GrowthConfig, Preset, TrainConfig
 from ..data import TokenData
-from ..memory import MemoryPlan, estimate_memory
+from ..memory import MemoryPlan
 from ..model import GPT
 from ..train import History, PhaseHooks, PhaseResult, PhaseSchedule, evaluate, train_phase
 from ..verify import Preservation
@@ -59,7 +59,6 @@ class RunState:
     figures: BoundaryFigures = field(default_factory=BoundaryFigures)
     runtime_bytes: float = 0.0  # memory in use before any model (runtime and data), for the plans
     run_plan: dict[int, PhasePlan] = field(default_factory=dict)  # made before phase 1: which phases train lean
-    plans: dict[int, MemoryPlan] = field(default_factory=dict)  # the plan printed before each phase
     peaks: dict[int, float] = field(default_factory=dict)
 
 
@@ -142,12 +141,14 @@ class Session:
 
     # ------------------------------------------------------------ memory
 
-    def plan_memory(self, model: GPT, phase: int) -> None:
+    def _plan(self, phase: int) -> MemoryPlan | None:
+        """The plan the run chose for ``phase`` before phase 1 (AdamW or lean)."""
+        chosen = self.state.run_plan.get(phase)
+        return chosen.chosen if chosen else None
+
+    def plan_memory(self, phase: int) -> None:
         """The recipe's memory table before a phase; the recipe's advice where it will not fit."""
-        c, lean = self.config, self.train_config(phase).lean
-        plan = dataclasses.replace(estimate_memory(model.cfg, c.train.batch_size, c.train.seq_len, lean=lean),
-                                   runtime=self.state.runtime_bytes)
-        self.state.plans[phase] = plan
+        c, lean, plan = self.config, self.train_config(phase).lean, self._plan(phase)
         available = available_memory(c.device)
         for line in plan.lines(f"phase {phase}" + (" (lean mode)" if lean else ""), available):
             self.say(line)
@@ -162,13 +163,13 @@ class Session:
     def report_peak(self, phase: int) -> None:
         peak, what = measured_peak(self.config.device)
         self.state.peaks[phase] = peak
-        est = self.state.plans.get(phase)
+        est = self._plan(phase)
         versus = f" (estimate {est.total / 1e9:.2f} GB)" if est else ""
         self.say(f"  Memory: measured {what} {peak / 1e9:.2f} GB{versus}")
 
     def _check_memory_now(self, phase: int) -> None:
         """Before the optimizer is allocated: stop with advice, rather than be killed, if the plan cannot fit now."""
-        plan = self.state.plans.get(phase)
+        plan = self._plan(phase)
         if plan is None or self.config.lean_mode == "never" or self.config.device.startswith("cuda"):
             return  # CUDA: its allocator raises an error that fit() catches
         available = available_memory(self.config.device)
