@@ -67,9 +67,10 @@ def _block_values_per_token(cfg: ModelConfig) -> int:
     """fp32 values one block keeps per token for its backward pass."""
     d, h = cfg.d_model, cfg.d_mlp
     if cfg.is_moe:
-        # growlib.moe saves k sorted inputs, k pre-activations and k expert outputs (k*h + 2*k*d); its
-        # per-expert temporaries (GELU outputs, sorted outputs) stay resident too, so the peak is
-        # closer to 2*k*h + 3*k*d (`python -m growlib bench steps` compares the two)
+        # growlib.moe saves k sorted inputs, k pre-activations and k expert outputs (k*h + 2*k*d);
+        # another k*h + k*d per block covers backward's [M, h] scratch and gradients and the C
+        # heap's freed blocks that the next allocation cannot reuse (`python -m growlib bench
+        # memory` measures the peak over many steps against this)
         k = cfg.top_k
         return 11 * d + 2 * k * h + 3 * k * d + 2 * cfg.n_experts
     return 11 * d + 2 * h  # the MLP keeps its pre-activation and its GELU output

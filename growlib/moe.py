@@ -19,11 +19,16 @@ from .config import ROUTER_MODES
 class _ExpertMLPs(torch.autograd.Function):
     """Every expert's MLP over its slice of the sorted tokens, ``gelu(x_e @ w_in[e] + b_in[e]) @ w_out[e] + b_out[e]``.
 
-    One expert at a time, start to end, in forward and in backward, so an expert's
-    [n_e x h] hidden block is still in cache when the next matmul reads it, and each
-    gradient is written straight into its slice (autograd through ``x[start:end]`` and
-    ``w[e]`` would allocate a full-size zero gradient per expert and add them up).
+    Each expert's matmuls write straight into its slice of the output and of each
+    gradient (autograd through ``x[start:end]`` and ``w[e]`` would allocate a
+    full-size zero gradient per expert and add them up).
     Only the pre-activation is kept for backward; the GELU is recomputed there.
+
+    The GELU and its gradient run once over the whole [M, h] block, not per expert:
+    CPU PyTorch runs them through oneDNN, which caches a kernel for every new shape,
+    and per-expert shapes change with the routing at every step. Those cached kernels,
+    a new one each step scattered through the C heap, would keep the allocator from
+    reusing its freed blocks, and the process's memory would climb step after step.
     """
 
     @staticmethod
@@ -32,13 +37,11 @@ class _ExpertMLPs(torch.autograd.Function):
         # x: [M, d] sorted by expert; w_in: [E, d, h]; w_out: [E, h, d] -> [M, d]
         pre = x.new_empty(x.shape[0], w_in.shape[-1])  # [M, h]
         y = x.new_empty(x.shape[0], w_out.shape[-1])  # [M, d]
-        start = 0
-        for e, n in enumerate(counts):  # a loop over experts (8), never over tokens
-            if n:
-                rows = slice(start, start + n)
-                torch.addmm(b_in[e], x[rows], w_in[e], out=pre[rows])
-                torch.addmm(b_out[e], F.gelu(pre[rows]), w_out[e], out=y[rows])
-            start += n
+        for e, rows in _expert_rows(counts):  # a loop over experts (8), never over tokens
+            torch.addmm(b_in[e], x[rows], w_in[e], out=pre[rows])
+        act = F.gelu(pre)  # [M, h]
+        for e, rows in _expert_rows(counts):
+            torch.addmm(b_out[e], act[rows], w_out[e], out=y[rows])
         ctx.save_for_backward(x, w_in, w_out, pre)
         ctx.counts = counts
         return y
@@ -51,23 +54,33 @@ class _ExpertMLPs(torch.autograd.Function):
         g_w_in, g_w_out = torch.empty_like(w_in), torch.empty_like(w_out)
         g_b_in = w_in.new_empty(w_in.shape[0], w_in.shape[-1])  # [E, h]
         g_b_out = w_out.new_empty(w_out.shape[0], w_out.shape[-1])  # [E, d]
-        grads = (g_w_in, g_b_in, g_w_out, g_b_out)
-        start = 0
         for e, n in enumerate(ctx.counts):
             if not n:  # an expert with no tokens this step: zero gradient
-                for g in grads:
+                for g in (g_w_in, g_b_in, g_w_out, g_b_out):
                     g[e].zero_()
-                continue
-            rows = slice(start, start + n)
+        hidden = F.gelu(pre)  # [M, h]: the activation, recomputed
+        for e, rows in _expert_rows(ctx.counts):
             g = grad_y[rows]  # [n, d]
-            torch.mm(F.gelu(pre[rows]).t(), g, out=g_w_out[e])  # [h, d]
+            torch.mm(hidden[rows].t(), g, out=g_w_out[e])  # [h, d]
             torch.sum(g, 0, out=g_b_out[e])
-            g_pre = torch.ops.aten.gelu_backward(g @ w_out[e].t(), pre[rows])  # [n, h]
+            torch.mm(g, w_out[e].t(), out=hidden[rows])  # this expert's activation is used: overwrite it
+        # hidden now holds the gradient at gelu's output; in place, the gradient at pre
+        torch.ops.aten.gelu_backward.grad_input(hidden, pre, grad_input=hidden)
+        for e, rows in _expert_rows(ctx.counts):
+            g_pre = hidden[rows]  # [n, h]
             torch.mm(x[rows].t(), g_pre, out=g_w_in[e])  # [d, h]
             torch.sum(g_pre, 0, out=g_b_in[e])
             torch.mm(g_pre, w_in[e].t(), out=grad_x[rows])  # [n, d]
-            start += n
         return grad_x, g_w_in, g_b_in, g_w_out, g_b_out, None
+
+
+def _expert_rows(counts: list[int]):
+    """(expert, its slice of the sorted rows) for each expert that has rows."""
+    start = 0
+    for e, n in enumerate(counts):
+        if n:
+            yield e, slice(start, start + n)
+        start += n
 
 
 class _Dispatch(torch.autograd.Function):

@@ -36,7 +36,7 @@ from ..lean import OptimizerInBackward, free_model
 from ..memory import estimate_memory
 from ..model import build_model
 from ..moe import MoE
-from ..train import make_optimizer
+from ..train import make_optimizer, train_step
 from .measure import current_rss, measured_peak, reset_peak, warm_up_runtime
 
 
@@ -275,8 +275,50 @@ def _lean_phase3_worker(steps: int = 1) -> dict:
             "lean_phase3_step_seconds": statistics.median(times)}
 
 
+def phase_peaks(preset: str, phase: int, checkpoints: tuple[int, ...], seed: int = 0) -> dict:
+    """Fresh process: train one phase's model ``max(checkpoints)`` steps; the peak RSS after each checkpoint.
+
+    AdamW through :func:`growlib.train_step`, on random tokens at the preset's batch.
+    A plan made before the phase holds only if the peak stops growing once every
+    buffer exists: the ratio of the last checkpoint's peak to the first shows it.
+    """
+    p = get_preset(preset)
+    cfg = phase_configs(p.model, p.growth)[phase]
+    t = p.train
+    warm_up_runtime()
+    base = current_rss()
+    reset_peak("cpu")
+    model = build_model(cfg, seed=seed)
+    opt = make_optimizer(model, 1e-4, t.weight_decay, "cpu")
+    gen = torch.Generator().manual_seed(seed)
+    peaks = {}
+    for step in range(1, max(checkpoints) + 1):
+        batch = torch.randint(0, cfg.vocab_size, (2, t.batch_size, t.seq_len), generator=gen)
+        train_step(model, opt, tuple(batch), t.aux_loss_coef, t.z_loss_coef, t.grad_clip)
+        if step in checkpoints:
+            peaks[step] = measured_peak("cpu")[0]
+    estimate = estimate_memory(cfg, t.batch_size, t.seq_len).total + base
+    first, last = peaks[min(checkpoints)], peaks[max(checkpoints)]
+    return {"peaks_gb": {str(k): v / 1e9 for k, v in peaks.items()}, "estimate_gb": estimate / 1e9,
+            "last_over_first": last / first, "estimate_over_measured": estimate / last}
+
+
+def bench_phase_peaks() -> dict:
+    """The cpu preset's MoE (phase 2) and grown MoE (phase 3): does the peak keep growing with steps?"""
+    out: dict = {}
+    for key, phase, checkpoints in (("cpu_moe", 2, (20, 150)), ("cpu_grown", 3, (10, 40))):
+        r = _in_subprocess("phase_peaks", "cpu", phase, checkpoints)
+        first, last = checkpoints
+        out[f"{key}_peak_gb_after_{first}"] = r["peaks_gb"][str(first)]
+        out[f"{key}_peak_gb_after_{last}"] = r["peaks_gb"][str(last)]
+        out[f"{key}_peak_growth"] = r["last_over_first"]
+        out[f"{key}_estimate_over_peak"] = r["estimate_over_measured"]
+    return out
+
+
 def bench_memory() -> dict:
-    return _in_subprocess("_lean_phase3_worker")
+    """Memory over many steps at the cpu preset, and the recipe's lean phase 3."""
+    return {**bench_phase_peaks(), **_in_subprocess("_lean_phase3_worker")}
 
 
 def bench_all() -> dict:

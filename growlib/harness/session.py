@@ -23,7 +23,7 @@ from ..model import GPT
 from ..train import History, PhaseHooks, PhaseResult, PhaseSchedule, evaluate, train_phase
 from ..verify import Preservation
 from .advice import LEAN_WHAT, NotEnoughMemory, PhasePlan, best_option, recommendations
-from .measure import available_memory, measured_peak, reset_peak
+from .measure import available_memory, measured_peak, release_freed_memory, reset_peak
 from .paths import shown_path
 from .records import BoundaryFigures
 from .resume import ROLLING, ResumePoint, optimizer_tensors, write_state
@@ -158,6 +158,7 @@ class Session:
             for line in recommendations(c.preset.model, c.growth, c.train.batch_size, c.train.seq_len, available,
                                         self.state.runtime_bytes):
                 self.say(line)
+        release_freed_memory()  # the last phase's freed blocks are not this phase's peak
         reset_peak(c.device)
 
     def report_peak(self, phase: int) -> None:
