@@ -72,3 +72,16 @@ def test_preset_sequence_must_fit_the_model():
     p = PRESETS["tiny"]
     with pytest.raises(ValueError, match="train.seq_len"):
         dataclasses.replace(p, train=dataclasses.replace(p.train, seq_len=p.model.max_seq_len + 1))
+
+
+def test_the_console_script_points_at_the_command_line():
+    # pyproject's [project.scripts] entry must name a function that exists (pip builds the
+    # `growlib` command from it; a stale module path only fails when a user types `growlib`)
+    import importlib
+    import pathlib
+    import tomllib
+
+    pyproject = tomllib.loads((pathlib.Path(__file__).parents[1] / "pyproject.toml").read_text())
+    target = pyproject["project"]["scripts"]["growlib"]
+    module, func = target.split(":")
+    assert callable(getattr(importlib.import_module(module), func)), target
