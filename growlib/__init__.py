@@ -9,9 +9,10 @@ them (pipeline, resume, console, command line, comparison, benchmarks).
 from .accounting import ParamReport, analytic_params, count_match_line, param_report, training_flops_per_token
 from .budget import budget_table, phase_configs, phase_reports, recipe_discrepancy_line
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from .config import PRESETS, GrowthConfig, ModelConfig, Preset, TrainConfig, get_preset
+from .config import PLACEMENTS, PRESETS, ROUTER_MODES, GrowthConfig, ModelConfig, Preset, TrainConfig, get_preset
 from .data import Corpus, TokenData, load_corpus, load_tokenizer
 from .device import default_preset, pick_device
+from .explore import explorer, growth_figure, upcycling_gaps
 from .grow import deepen, depth_plan, grow, widen, widened_config
 from .harness.advice import recommendations
 from .harness.console import boundary_summary, phase_banner

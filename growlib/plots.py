@@ -125,6 +125,35 @@ def plot_preservation(results: dict[str, Preservation], ax=None, floor: float = 
     return ax
 
 
+def plot_upcycling_gaps(gaps: dict, router_mode: str, top_k: int, floor: float = 1e-9):
+    """Upcycling's distance from the dense model: per layer for one (mode, k), and against k for each mode.
+
+    ``gaps`` maps (router mode, k) to the :class:`Preservation` of that upcycling
+    (:func:`growlib.explore.upcycling_gaps`).
+    """
+    fig, (a, b) = plt.subplots(1, 2, figsize=(12, 3.8))
+    same_k = {f"{mode}, top-{k}": res for (mode, k), res in gaps.items() if k == top_k}
+    chosen = gaps[(router_mode, top_k)]
+    plot_preservation(same_k, a, floor=floor,
+                      title=f"{router_mode}, top-{top_k}: max |Δ| {chosen.overall:.1e} "
+                            f"({'exact' if chosen.passed else 'not exact'})")
+    a.set_xlabel("layer")
+    for mode in dict.fromkeys(m for m, _ in gaps):
+        ks = sorted(k for m, k in gaps if m == mode)
+        line, = b.plot(ks, [max(gaps[(mode, k)].overall, floor) for k in ks], marker="o", label=mode)
+        if mode == router_mode:
+            b.scatter([top_k], [max(chosen.overall, floor)], s=160, facecolors="none",
+                      edgecolors=line.get_color(), lw=2, zorder=3)
+    b.axhline(THRESHOLD, color="red", ls="--", lw=1, label=f"threshold {THRESHOLD:g}")
+    b.set_yscale("log")
+    b.set_xlabel("experts per token (k)")
+    b.set_ylabel("max |Δ| (residual or logits)")
+    b.set_title("The gap against k (○ = the chosen setting)")
+    b.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
 def draw_matrix(ax, w, title: str, vmax: float | None = None):
     """A small weight matrix as a heatmap, rows = outputs, columns = inputs."""
     w = np.asarray(w, dtype=float)

@@ -124,30 +124,27 @@ print("\n".join(lean.lines("phase 3, lean mode", 24e9)))
 
 # %%
 import ipywidgets as widgets
-from IPython.display import display
 
 
 def explore(scale_factor=2.0, extra_layers=4, n_experts=8, top_k=2, batch=8):
     top_k = min(top_k, n_experts)
     growth = gl.GrowthConfig(n_experts=n_experts, top_k=top_k, scale_factor=scale_factor, extra_layers=extra_layers)
-    plots.budget_and_memory_figure(recipe.model, growth, batch, recipe.train.seq_len, available)
+    return plots.budget_and_memory_figure(recipe.model, growth, batch, recipe.train.seq_len, available)
 
 
-explore()  # the static figure, at the recipe's defaults
+explore();  # the static figure, at the recipe's defaults
+
+# %% [markdown]
+# The explorer draws with the same `explore` function, again at each change of a slider.
 
 # %%
-controls = dict(
+gl.explorer(explore, dict(
     scale_factor=widgets.SelectionSlider(options=[1.0, 1.5, 2.0, 3.0], value=2.0, description="width ×"),
     extra_layers=widgets.IntSlider(value=4, min=0, max=8, description="+ layers"),
     n_experts=widgets.IntSlider(value=8, min=2, max=16, description="experts"),
     top_k=widgets.IntSlider(value=2, min=1, max=4, description="top-k"),
     batch=widgets.SelectionSlider(options=[1, 2, 4, 8, 16], value=8, description="batch"),
-)
-if gl.steps_override() is None:
-    display(widgets.HBox([widgets.VBox(list(controls.values())[:3]), widgets.VBox(list(controls.values())[3:])]),
-            widgets.interactive_output(explore, controls))
-else:  # headless CI runs: executing a widget cell can hang nbclient (jupyter/nbclient#312)
-    print("sliders not shown in this shortened, headless run")
+))
 
 # %% [markdown]
 # ## What this machine will run

@@ -82,6 +82,30 @@ print(f"{'dense model':30s} {'':22s} validation loss {session.eval(dense):.4f}")
 # loss equals the dense model's. The other two start from a worse loss: they must re-learn
 # what the dense model knew.
 #
+# ## Explorer: router mode and k against the upcycling gap
+#
+# How far is the upcycled model from the dense one, for each router mode and each number of
+# experts per token? Every combination is upcycled and checked once, here, on one short
+# sequence; the figure then only redraws. Predict before you move the sliders: with top-k then
+# softmax, does k matter? With softmax then top-k, is the gap larger at k = 1 or at k = 8?
+
+# %%
+import ipywidgets as widgets
+
+gaps = gl.upcycling_gaps(dense, cfg.n_experts, tokens[:1, :64])
+plots.plot_upcycling_gaps(gaps, "softmax_topk", cfg.top_k);  # the static figure, at the recipe's k
+
+# %%
+gl.explorer(lambda router_mode, top_k: plots.plot_upcycling_gaps(gaps, router_mode, top_k), dict(
+    router_mode=widgets.ToggleButtons(options=list(gl.ROUTER_MODES), value="softmax_topk", description="router"),
+    top_k=widgets.IntSlider(value=cfg.top_k, min=1, max=cfg.n_experts, description="top-k"),
+))
+
+# %% [markdown]
+# With top-k then softmax every k is exact: the gates always sum to 1. With softmax then
+# top-k the output is scaled by the probability mass the k kept experts hold, about k/E with a
+# fresh router, so the gap shrinks as k grows and vanishes at k = E, where nothing is dropped.
+#
 # ## Training phase 2
 #
 # The MoE trains with the recipe's lower learning rate. Besides the language-model loss, two

@@ -126,6 +126,31 @@ fig.tight_layout()
 # then jump by many orders of magnitude at the first inserted layer, and the error carries on to
 # the logits: that model starts phase 3 with a different function (a loss jump to recover from).
 #
+# ## Explorer: grow it your way
+#
+# Choose the width factor, the number of extra layers, where they go and the split noise; the
+# MoE is grown that way and checked layer by layer, drawn by the same `plot_preservation` as the
+# figures above. Predict first: does a larger split noise break the preservation? Does placing
+# the copies in the middle change the error of the old layers after them?
+
+# %%
+import ipywidgets as widgets
+
+small = moe if sum(p.numel() for p in moe.parameters()) < 20e6 else gl.build_model(  # a redraw takes a moment
+    gl.phase_configs(gl.get_preset("cpu").model, session.config.growth)[2], seed=0)
+short = tokens[:1, :64]
+gl.explorer(lambda **choice: gl.growth_figure(small, short, **choice), dict(
+    scale_factor=widgets.SelectionSlider(options=[1.0, 1.5, 2.0, 3.0], value=2.0, description="width ×"),
+    extra_layers=widgets.IntSlider(value=extra, min=0, max=8, description="+ layers"),
+    where=widgets.Dropdown(options=list(gl.PLACEMENTS), value="end", description="placement"),
+    noise=widgets.FloatLogSlider(value=session.config.growth.noise, base=10, min=-4, max=0, description="split noise"),
+), columns=2)
+
+# %% [markdown]
+# The split noise never shows in the check: each new column's noise is cancelled by its twin's,
+# so the sums the next layer computes are unchanged whatever its size (until float rounding of
+# large values shows). It only decides how differently the copies start to learn.
+#
 # ## Phase 3: grow, verify, train
 #
 # The command's phase 3, with the recipe's messages: the growth, the verification, the banner

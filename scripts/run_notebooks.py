@@ -66,6 +66,7 @@ def main() -> int:
             if run.is_dir():
                 shutil.rmtree(run)
     course_environment()
+    os.environ["GROWLIB_HEADLESS"] = "1"  # no browser here: the explorers print a line instead
     paths = sorted(NOTEBOOKS.glob("[0-9][0-9]_*.py"))
     if args.names:
         paths = [p for p in paths if p.stem in args.names]

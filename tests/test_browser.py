@@ -1,0 +1,219 @@
+"""The notebooks' widgets in a real browser: JupyterLab, driven by Playwright on Chromium.
+
+Kernel-side tests cannot see where widgets break: a front end that does not match the
+kernel's ipywidgets, a callback that raises, a figure drawn but never displayed. Here each
+notebook with widgets is opened in JupyterLab and run from the top; then every control is
+moved as a learner would (sliders dragged with the mouse, buttons clicked, a dropdown
+chosen) and the figure under the controls must change, with no error in the page's console.
+
+Needs Chromium (Debian: ``apt-get install chromium``; ``$GROWLIB_CHROMIUM`` names another
+binary), ``playwright`` and ``jupyterlab`` (the ``dev`` extra). Without them the test is
+skipped, except under ``CI=true``, where a missing browser is a failure. On a failure the
+page's screenshot is kept in the test's temporary folder, named in the message.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from pathlib import Path
+
+import pytest
+
+NOTEBOOKS = Path(__file__).parents[1] / "notebooks"
+# every notebook with widgets, and how many controls each shows
+WIDGET_NOTEBOOKS = {"00_overview.ipynb": 5, "02_upcycling.ipynb": 2, "03_bilateral_growth.ipynb": 4}
+RUN_TIMEOUT_S = 600  # one notebook run from the top, phases shortened by GROWLIB_STEPS
+REDRAW_TIMEOUT_S = 30
+
+
+def _chromium() -> str | None:
+    named = os.environ.get("GROWLIB_CHROMIUM")
+    if named:
+        return named
+    return next((p for p in map(shutil.which, ("chromium", "chromium-browser", "google-chrome")) if p), None)
+
+
+def _missing() -> str | None:
+    """Why the browser test cannot run here, or None."""
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        return "playwright is not installed (pip install -e '.[dev]')"
+    if shutil.which("jupyter-lab") is None and shutil.which("jupyter") is None:
+        return "jupyterlab is not installed (pip install -e '.[dev]')"
+    if _chromium() is None:
+        return "no Chromium binary (apt-get install chromium, or set GROWLIB_CHROMIUM)"
+    return None
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory):
+    """A JupyterLab server on a free 127.0.0.1 port with a token, over a copy of the notebooks."""
+    why = _missing()
+    if why:
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(f"CI=true and the browser test cannot run: {why}")
+        pytest.skip(why)
+    root = tmp_path_factory.mktemp("lab")
+    for name in WIDGET_NOTEBOOKS:  # a copy: JupyterLab saves what it runs
+        shutil.copy(NOTEBOOKS / name, root / name)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    token = uuid.uuid4().hex
+    env = {**os.environ, "GROWLIB_RUNS_DIR": str(root / "runs"),
+           # a fresh JupyterLab: no workspace or settings of an earlier session restored
+           "JUPYTERLAB_WORKSPACES_DIR": str(root / "workspaces"), "JUPYTERLAB_SETTINGS_DIR": str(root / "settings"), "GROWLIB_STEPS": os.environ.get("GROWLIB_STEPS", "5"),
+           "MPLBACKEND": "module://matplotlib_inline.backend_inline", "GROWLIB_HEADLESS": ""}  # show the explorers
+    log = open(root / "jupyterlab.log", "w")
+    server = subprocess.Popen(
+        [sys.executable, "-m", "jupyterlab", "--no-browser", "--ip=127.0.0.1", f"--port={port}",
+         f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}", "--ServerApp.open_browser=False",
+         "--LabApp.news_url=", "--LabServerApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
+         *(["--allow-root"] if os.geteuid() == 0 else [])],  # CI containers run as root
+        cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 60
+    while True:
+        try:
+            urllib.request.urlopen(f"{url}/api/status?token={token}", timeout=2)
+            break
+        except OSError:
+            if server.poll() is not None or time.time() > deadline:
+                server.kill()
+                pytest.fail(f"JupyterLab did not start: see {root / 'jupyterlab.log'}")
+            time.sleep(0.5)
+    yield url, token, root
+    server.terminate()
+    try:
+        server.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        server.kill()
+    log.close()
+
+
+@pytest.fixture(scope="module")
+def browser(lab):
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=_chromium(), headless=True, args=["--no-sandbox"])
+        yield b
+        b.close()
+
+
+def _run_all(page) -> None:
+    """Run every cell through JupyterLab's Run menu; wait until the kernel is done."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    page.locator(".jp-Notebook").wait_for()
+    # JupyterLab may ask which kernel to start: the notebook's own (Python 3), as a learner would
+    select = page.locator(".jp-Dialog").get_by_role("button", name="Select", exact=True)
+    try:
+        select.click(timeout=15_000)
+    except PlaywrightTimeout:
+        pass
+    page.locator(".jp-StatusBar-Widget", has_text="| Idle").first.wait_for(timeout=120_000)  # the kernel started
+    page.get_by_role("menuitem", name="Run", exact=True).click()
+    page.get_by_role("menuitem", name="Run All Cells", exact=True).click()
+    page.wait_for_function("""() => {
+        const prompts = [...document.querySelectorAll('.jp-CodeCell .jp-InputPrompt')].map(p => p.textContent.trim());
+        return prompts.length > 0 && prompts.every(t => /^\\[\\d+\\]:$/.test(t));
+    }""", timeout=RUN_TIMEOUT_S * 1000, polling=1000)
+
+
+def _figure(explorer) -> str:
+    """The explorer's figure, as the PNG's data URL (the image the learner sees)."""
+    img = explorer.locator(".widget-output img").last
+    img.wait_for(timeout=REDRAW_TIMEOUT_S * 1000)
+    return img.get_attribute("src")
+
+
+def _wait_for_new_figure(page, explorer, before: str, what: str) -> str:
+    deadline = time.time() + REDRAW_TIMEOUT_S
+    while time.time() < deadline:
+        errors = explorer.locator(".widget-output .jp-RenderedText[data-mime-type='application/vnd.jupyter.stderr']")
+        if errors.count():
+            raise AssertionError(f"{what}: the callback wrote an error under the controls:\n{errors.first.inner_text()}")
+        now = _figure(explorer)
+        if now != before:
+            return now
+        page.wait_for_timeout(250)
+    raise AssertionError(f"{what}: the figure did not change within {REDRAW_TIMEOUT_S} s")
+
+
+def _move_every_control(page, explorer) -> list[str]:
+    """Drag each slider, click each toggle button, choose each dropdown's next option; the figure must change."""
+    moved = []
+    figure = _figure(explorer)
+    for i in range(explorer.locator(".widget-slider").count()):
+        slider = explorer.locator(".widget-slider").nth(i)
+        label = slider.locator(".widget-label").first.inner_text()
+        readout = slider.locator(".widget-readout")
+        before = readout.inner_text()
+        handle = slider.locator(".noUi-handle")
+        track = slider.locator(".noUi-target").bounding_box()
+        box = handle.bounding_box()
+        y = box["y"] + box["height"] / 2
+        # to the other end of the track from where the handle sits: the value always changes
+        x_to = track["x"] + (0.05 if box["x"] > track["x"] + track["width"] / 2 else 0.95) * track["width"]
+        page.mouse.move(box["x"] + box["width"] / 2, y)
+        page.mouse.down()
+        page.mouse.move(x_to, y, steps=8)
+        page.mouse.up()
+        assert readout.inner_text() != before, f"slider {label!r}: dragging did not change its value {before}"
+        figure = _wait_for_new_figure(page, explorer, figure, f"slider {label!r} {before} -> {readout.inner_text()}")
+        moved.append(f"{label} {before}->{readout.inner_text()}")
+    for group in explorer.locator(".widget-toggle-buttons").all():
+        for button in group.locator("button").all():
+            if "mod-active" in (button.get_attribute("class") or ""):
+                continue
+            name = button.inner_text()
+            button.click()
+            figure = _wait_for_new_figure(page, explorer, figure, f"button {name!r}")
+            moved.append(f"button {name}")
+    for select in explorer.locator(".widget-dropdown select").all():
+        options = select.locator("option").all_inner_texts()
+        for option in options:
+            if option == select.evaluate("s => s.options[s.selectedIndex].text"):
+                continue
+            select.select_option(label=option)
+            figure = _wait_for_new_figure(page, explorer, figure, f"dropdown option {option!r}")
+            moved.append(f"dropdown {option}")
+    return moved
+
+
+@pytest.mark.parametrize("notebook", list(WIDGET_NOTEBOOKS))
+def test_every_widget_redraws_its_figure_in_jupyterlab(lab, browser, notebook, tmp_path):
+    url, token, root = lab
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("console", lambda m: errors.append(f"console.{m.type}: {m.text}") if m.type == "error" else None)
+    page.on("pageerror", lambda e: errors.append(f"page error: {e}"))
+    try:
+        page.goto(f"{url}/lab/tree/{notebook}?token={token}", wait_until="domcontentloaded")
+        _run_all(page)
+        explorers = page.locator(".jp-OutputArea-output .widget-vbox:has(.widget-output)")
+        assert explorers.count() == 1, f"expected one explorer, found {explorers.count()}"
+        explorer = explorers.first
+        explorer.scroll_into_view_if_needed()
+        controls = explorer.locator(".widget-slider, .widget-toggle-buttons, .widget-dropdown").count()
+        assert controls == WIDGET_NOTEBOOKS[notebook], f"{controls} controls shown"
+        moved = _move_every_control(page, explorer)
+        print(f"{notebook}: moved {len(moved)}: {'; '.join(moved)}")
+        assert not errors, "errors in the page's console:\n" + "\n".join(errors)
+    except BaseException:
+        shot = tmp_path / f"{notebook}.png"
+        page.screenshot(path=str(shot), full_page=True)
+        print(f"screenshot kept: {shot}; JupyterLab's log: {root / 'jupyterlab.log'}")
+        raise
+    finally:
+        context.close()
