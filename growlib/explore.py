@@ -14,6 +14,7 @@ cells can hang a headless client (jupyter/nbclient#312).
 from __future__ import annotations
 
 import os
+import threading
 from typing import Callable
 
 import matplotlib.pyplot as plt
@@ -28,6 +29,9 @@ from .verify import Preservation, check_preservation
 
 
 HEADLESS_VAR = "GROWLIB_HEADLESS"
+# One redraw at a time: a dragged slider sends a burst of changes, and the kernel may run
+# their callbacks concurrently; matplotlib (its text parser above all) is not thread-safe.
+_DRAWING = threading.Lock()
 
 
 def explorer(draw: Callable[..., plt.Figure], controls: dict, columns: int = 3):
@@ -41,8 +45,8 @@ def explorer(draw: Callable[..., plt.Figure], controls: dict, columns: int = 3):
     figure = widgets.Output()
 
     def redraw(change=None) -> None:
-        values = {name: control.value for name, control in controls.items()}
-        with figure:  # a callback that raises shows its traceback here, under the controls
+        with _DRAWING, figure:  # a callback that raises shows its traceback here, under the controls
+            values = {name: control.value for name, control in controls.items()}  # the latest, when its turn comes
             figure.clear_output(wait=True)
             fig = draw(**values)
             display(fig)

@@ -26,6 +26,9 @@ from pathlib import Path
 
 import pytest
 
+# one worker runs them all: one JupyterLab, and 03 reuses the checkpoints 02 made
+pytestmark = pytest.mark.xdist_group("browser")
+
 NOTEBOOKS = Path(__file__).parents[1] / "notebooks"
 # every notebook with widgets, and how many controls each shows
 WIDGET_NOTEBOOKS = {"00_overview.ipynb": 5, "02_upcycling.ipynb": 2, "03_bilateral_growth.ipynb": 4}
@@ -70,7 +73,7 @@ def lab(tmp_path_factory):
     token = uuid.uuid4().hex
     env = {**os.environ, "GROWLIB_RUNS_DIR": str(root / "runs"),
            # a fresh JupyterLab: no workspace or settings of an earlier session restored
-           "JUPYTERLAB_WORKSPACES_DIR": str(root / "workspaces"), "JUPYTERLAB_SETTINGS_DIR": str(root / "settings"), "GROWLIB_STEPS": os.environ.get("GROWLIB_STEPS", "5"),
+           "JUPYTERLAB_WORKSPACES_DIR": str(root / "workspaces"), "JUPYTERLAB_SETTINGS_DIR": str(root / "settings"), "GROWLIB_STEPS": "2",
            "MPLBACKEND": "module://matplotlib_inline.backend_inline", "GROWLIB_HEADLESS": ""}  # show the explorers
     log = open(root / "jupyterlab.log", "w")
     server = subprocess.Popen(
@@ -199,7 +202,9 @@ def test_every_widget_redraws_its_figure_in_jupyterlab(lab, browser, notebook, t
     page.on("console", lambda m: errors.append(f"console.{m.type}: {m.text}") if m.type == "error" else None)
     page.on("pageerror", lambda e: errors.append(f"page error: {e}"))
     try:
-        page.goto(f"{url}/lab/tree/{notebook}?token={token}", wait_until="domcontentloaded")
+        # a workspace of its own, reset: only this notebook open, whatever ran before
+        stem = notebook.split(".")[0]
+        page.goto(f"{url}/lab/workspaces/{stem}/tree/{notebook}?reset&token={token}", wait_until="domcontentloaded")
         _run_all(page)
         explorers = page.locator(".jp-OutputArea-output .widget-vbox:has(.widget-output)")
         assert explorers.count() == 1, f"expected one explorer, found {explorers.count()}"
@@ -217,3 +222,15 @@ def test_every_widget_redraws_its_figure_in_jupyterlab(lab, browser, notebook, t
         raise
     finally:
         context.close()
+        _shut_down_kernels(url, token)
+
+
+def _shut_down_kernels(url: str, token: str) -> None:
+    """End every kernel this server started, so the next notebook runs alone."""
+    import json
+
+    with urllib.request.urlopen(f"{url}/api/kernels?token={token}", timeout=10) as r:
+        kernels = json.load(r)
+    for k in kernels:
+        urllib.request.urlopen(urllib.request.Request(f"{url}/api/kernels/{k['id']}?token={token}", method="DELETE"),
+                               timeout=30)
