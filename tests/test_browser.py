@@ -6,10 +6,11 @@ notebook with widgets is opened in JupyterLab and run from the top; then every c
 moved as a learner would (sliders dragged with the mouse, buttons clicked, a dropdown
 chosen) and the figure under the controls must change, with no error in the page's console.
 
-Needs Chromium (Debian: ``apt-get install chromium``; ``$GROWLIB_CHROMIUM`` names another
-binary), ``playwright`` and ``jupyterlab`` (the ``dev`` extra). Without them the test is
-skipped, except under ``CI=true``, where a missing browser is a failure. On a failure the
-page's screenshot is kept in the test's temporary folder, named in the message.
+Runs when ``GROWLIB_BROWSER_TESTS=1``. Needs Chromium (Debian: ``apt-get install chromium``;
+``$GROWLIB_CHROMIUM`` names another binary), ``playwright`` and ``jupyterlab`` (the ``dev``
+extra). Without them the test is skipped, except under ``CI=true``, where a missing browser
+is a failure. On a failure the page's screenshot is kept in the test's temporary folder,
+named in the message.
 """
 
 from __future__ import annotations
@@ -43,6 +44,9 @@ def _chromium() -> str | None:
     return next((p for p in map(shutil.which, ("chromium", "chromium-browser", "google-chrome")) if p), None)
 
 
+BROWSER_VAR = "GROWLIB_BROWSER_TESTS"
+
+
 def _missing() -> str | None:
     """Why the browser test cannot run here, or None."""
     try:
@@ -59,6 +63,8 @@ def _missing() -> str | None:
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory):
     """A JupyterLab server on a free 127.0.0.1 port with a token, over a copy of the notebooks."""
+    if os.environ.get(BROWSER_VAR) != "1":
+        pytest.skip(f"browser tests run with {BROWSER_VAR}=1")
     why = _missing()
     if why:
         if os.environ.get("CI", "").lower() == "true":
