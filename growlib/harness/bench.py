@@ -165,17 +165,24 @@ def bench_matmul_peak(repeats: int = 5) -> dict:
     return {"matmul_peak_gflops": best}
 
 
-def _step_worker(preset: str, phase: int, steps: int) -> dict:
-    """Fresh process: time ``steps`` training steps of one phase's model at its preset's batch."""
+def _fresh_phase(preset: str, phase: int, seed: int):
+    """One phase's model and AdamW in this (fresh) process, the peak reset after the runtime's warm-up.
+
+    Returns (model config, train config, RSS before the model, model, optimizer, token generator).
+    """
     p = get_preset(preset)
     cfg = phase_configs(p.model, p.growth)[phase]
-    t = p.train
     warm_up_runtime()
     base = current_rss()
     reset_peak("cpu")
-    model = build_model(cfg, seed=0)
-    opt = make_optimizer(model, 1e-4, t.weight_decay, "cpu")
-    gen = torch.Generator().manual_seed(0)
+    model = build_model(cfg, seed=seed)
+    opt = make_optimizer(model, 1e-4, p.train.weight_decay, "cpu")
+    return cfg, p.train, base, model, opt, torch.Generator().manual_seed(seed)
+
+
+def _step_worker(preset: str, phase: int, steps: int) -> dict:
+    """Fresh process: time ``steps`` training steps of one phase's model at its preset's batch."""
+    cfg, t, base, model, opt, gen = _fresh_phase(preset, phase, seed=0)
     x, y = torch.randint(0, cfg.vocab_size, (2, t.batch_size, t.seq_len), generator=gen)
 
     def step():
@@ -282,15 +289,7 @@ def phase_peaks(preset: str, phase: int, checkpoints: tuple[int, ...], seed: int
     A plan made before the phase holds only if the peak stops growing once every
     buffer exists: the ratio of the last checkpoint's peak to the first shows it.
     """
-    p = get_preset(preset)
-    cfg = phase_configs(p.model, p.growth)[phase]
-    t = p.train
-    warm_up_runtime()
-    base = current_rss()
-    reset_peak("cpu")
-    model = build_model(cfg, seed=seed)
-    opt = make_optimizer(model, 1e-4, t.weight_decay, "cpu")
-    gen = torch.Generator().manual_seed(seed)
+    cfg, t, base, model, opt, gen = _fresh_phase(preset, phase, seed)
     peaks = {}
     for step in range(1, max(checkpoints) + 1):
         batch = torch.randint(0, cfg.vocab_size, (2, t.batch_size, t.seq_len), generator=gen)
