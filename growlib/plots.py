@@ -7,6 +7,7 @@ returns it, so a notebook can combine figures and a test can call them headless.
 from __future__ import annotations
 
 import matplotlib.pyplot as plt
+from matplotlib import ticker
 import numpy as np
 
 from .accounting import ParamReport
@@ -107,6 +108,18 @@ def plot_expert_load(records: list[dict], phase: int = 2, fig=None):
     return fig
 
 
+def _log_y(ax) -> None:
+    """A log axis labelled in plain text ("1e-05"), never through matplotlib's mathtext parser.
+
+    The explorers redraw these figures from widget callbacks, and there the mathtext
+    parser (one shared instance holding its state while it parses) has intermittently
+    failed on its own default labels ("Unknown symbol: \\mathdefault").
+    """
+    ax.set_yscale("log")
+    ax.yaxis.set_major_formatter(ticker.FuncFormatter(lambda v, _: f"{v:.0e}"))
+    ax.yaxis.set_minor_formatter(ticker.NullFormatter())
+
+
 def plot_preservation(results: dict[str, Preservation], ax=None, floor: float = 1e-9,
                       title: str = "Per-layer preservation after growth"):
     """max |Δ| of the residual stream after each layer (log scale), one line per growth variant."""
@@ -117,7 +130,8 @@ def plot_preservation(results: dict[str, Preservation], ax=None, floor: float = 
         ins = [i for i, f in enumerate(res.inserted) if f]
         ax.scatter(ins, diffs[ins], marker="s", s=60, facecolors="none", edgecolors=line.get_color())
     ax.axhline(THRESHOLD, color="red", ls="--", lw=1, label=f"threshold {THRESHOLD:g}")
-    ax.set_yscale("log")
+    _log_y(ax)
+    ax.xaxis.set_major_locator(ticker.MaxNLocator(integer=True))
     ax.set_xlabel("layer of the grown model (□ = inserted layer)")
     ax.set_ylabel("max |Δ residual|")
     ax.set_title(title)
@@ -145,7 +159,8 @@ def plot_upcycling_gaps(gaps: dict, router_mode: str, top_k: int, floor: float =
             b.scatter([top_k], [max(chosen.overall, floor)], s=160, facecolors="none",
                       edgecolors=line.get_color(), lw=2, zorder=3)
     b.axhline(THRESHOLD, color="red", ls="--", lw=1, label=f"threshold {THRESHOLD:g}")
-    b.set_yscale("log")
+    _log_y(b)
+    b.xaxis.set_major_locator(ticker.MaxNLocator(integer=True))
     b.set_xlabel("experts per token (k)")
     b.set_ylabel("max |Δ| (residual or logits)")
     b.set_title("The gap against k (○ = the chosen setting)")

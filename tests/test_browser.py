@@ -132,10 +132,17 @@ def _run_all(page) -> None:
     page.locator(".jp-StatusBar-Widget", has_text="| Idle").first.wait_for(timeout=120_000)  # the kernel started
     page.get_by_role("menuitem", name="Run", exact=True).click()
     page.get_by_role("menuitem", name="Run All Cells", exact=True).click()
+    # done when every cell has run, or when one raised (Run All stops there)
     page.wait_for_function("""() => {
         const prompts = [...document.querySelectorAll('.jp-CodeCell .jp-InputPrompt')].map(p => p.textContent.trim());
-        return prompts.length > 0 && prompts.every(t => /^\\[\\d+\\]:$/.test(t));
+        const failed = [...document.querySelectorAll('.jp-OutputArea-output[data-mime-type="application/vnd.jupyter.stderr"]')]
+            .some(o => o.textContent.includes('Traceback (most recent call last)'));  // not a warning
+        return failed || (prompts.length > 0 && prompts.every(t => /^\\[\\d+\\]:$/.test(t)));
     }""", timeout=RUN_TIMEOUT_S * 1000, polling=1000)
+    failed = page.locator('.jp-OutputArea-output[data-mime-type="application/vnd.jupyter.stderr"]',
+                          has_text="Traceback (most recent call last)")
+    if failed.count():
+        raise AssertionError(f"a cell raised while running all cells:\n{failed.first.inner_text()[-2000:]}")
 
 
 def _figure(explorer) -> str:
