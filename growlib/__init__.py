@@ -10,7 +10,7 @@ from .accounting import ParamReport, analytic_params, count_match_line, param_re
 from .budget import budget_table, phase_configs, phase_reports, recipe_discrepancy_line
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from .config import PLACEMENTS, PRESETS, ROUTER_MODES, GrowthConfig, ModelConfig, Preset, TrainConfig, get_preset
-from .data import Corpus, TokenData, load_corpus, load_tokenizer
+from .data import TokenData, load_token_data
 from .device import default_preset, pick_device
 from .explore import explorer, growth_figure, upcycling_gaps
 from .grow import deepen, depth_plan, grow, widen, widened_config
@@ -24,6 +24,9 @@ from .harness.session import Session
 from .memory import MemoryPlan, estimate_memory
 from .model import GPT, build_model
 from .moe import MoE
+from .sources import Source, open_source
+from .tokenfiles import TokenFiles, prepare
+from .tokenizer import load_tokenizer
 from .train import PhaseSchedule, StepResult, evaluate, train_phase, train_step
 from .upcycle import upcycle
 from .verify import Preservation, check_preservation

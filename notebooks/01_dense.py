@@ -30,15 +30,17 @@ from growlib import plots
 # ## The data
 #
 # growlib trains on TinyStories (Eldan & Li, 2023) when the Hugging Face hub or its local cache
-# can serve it. Offline it says so within a second and falls back to its own **synthetic**
-# stories: a seeded generator of simple children's stories with characters, places, a problem,
-# its resolution and a moral. The line printed below tells you which one this run used.
+# can serve it, with the dataset's own validation split. Offline it says so within a second and
+# falls back to its own **synthetic** stories: a seeded generator of simple children's stories
+# with characters, places, a problem, its resolution and a moral. The line printed below tells
+# you which one this run used. `--data` also takes your own `.txt`, `.jsonl` or `.parquet` file,
+# or a folder written by `datasets`' `save_to_disk`: every source is read through `datasets`.
 
 # %%
 session = gl.notebook_session()
-corpus = session.data.corpus
-print(f"\ncorpus: {corpus.label}")
-for story in corpus.docs[:2]:
+source = session.data.source
+print(f"\ncorpus: {source.label}")
+for story in source.documents(2):
     print("\n" + story)
 
 # %% [markdown]
@@ -46,13 +48,34 @@ for story in corpus.docs[:2]:
 #
 # Text becomes integers through a byte-level BPE: frequent character sequences become single
 # tokens. On the bundled corpus growlib trains its own BPE (cached under `data/cache/`); on
-# TinyStories with the seed's 50,257-token vocabulary it uses GPT-Neo's, as TinyStories did.
+# TinyStories with the recipe's 50,257-token vocabulary it uses GPT-Neo's, as TinyStories did.
 
 # %%
 text = "Once upon a time, there was a little girl named Lily."
 ids = session.data.encode(text)
 print(f"{session.data.vocab_size:,} tokens in the vocabulary; {len(text)} characters -> {len(ids)} tokens")
 print([session.data.decode([i]) for i in ids.tolist()])
+
+# %% [markdown]
+# ## Token files and batches
+#
+# The corpus is tokenized once (`python -m growlib prepare`, or the first run on it) into one
+# flat file of token ids per split, each story followed by `<|endoftext|>`, 2 bytes per token while
+# the vocabulary fits in 16 bits. Training reads them through `np.memmap`: the file stays on disk
+# and only the windows a batch needs are read, so a run's memory does not grow with the corpus.
+# A training batch is `batch_size` windows of `seq_len + 1` tokens at random offsets; the targets
+# are the inputs shifted by one token. The offsets come from a generator seeded by
+# (random seed, phase, step), so step 7 of phase 1 always sees the same batch, which is what lets
+# an interrupted run resume exactly.
+
+# %%
+train_ids = session.data.train  # np.memmap, [tokens]
+print(f"training tokens: {len(train_ids):,} ({train_ids.dtype}); validation tokens: {len(session.data.val):,}")
+x, y = session.data.train_batch(2, seed=0, stream=1, step=7)
+print("inputs  ", x[0, :12].tolist())
+print("targets ", y[0, :12].tolist())
+# the text of the first window, the end-of-text token shown where one story ends and the next begins
+print(repr(session.data.tokenizer.decode(x[0, :40].tolist(), skip_special_tokens=False)))
 
 # %% [markdown]
 # ## The model

@@ -43,9 +43,9 @@ def test_three_phases_in_the_seeds_layout(tmp_path, sample_path, capsys):
     assert (tmp_path / "training_history.jsonl").exists()
 
 
-def _cli(*args, cwd=None):
+def _cli(*args, cwd=None, env=None):
     return subprocess.run([sys.executable, "-m", "growlib", *args], capture_output=True, text=True, cwd=cwd,
-                          env={"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin"})
+                          env={"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin", **(env or {})})
 
 
 @pytest.mark.parametrize("args, message", [
@@ -55,8 +55,13 @@ def _cli(*args, cwd=None):
     (["run", "--preset", "tiny", "--out", "/proc/version"], "is a file"),
     (["run", "--preset", "tiny", "--scale-factor", "0.5"], "accepted a number >= 1"),
     (["budget", "--preset", "huge"], "unknown preset"),
+    (["run", "--preset", "tiny", "--max-docs", "0"], "is not > 0"),
+    (["run", "--preset", "tiny", "--data", "stories.csv"], "unknown extension '.csv'"),
+    (["prepare", "--preset", "tiny", "--data", "/nonexistent.txt"], "does not exist"),
+    (["prepare", "--preset", "huge", "--data", "bundled"], "unknown preset 'huge'"),
 ])
 def test_bad_arguments_give_one_line_and_exit_2(tmp_path, args, message):
+    (tmp_path / "stories.csv").write_text("text\nA cat sat.\n")
     res = _cli(*args, cwd=tmp_path)
     assert res.returncode == 2
     err = res.stderr.strip().splitlines()
@@ -80,3 +85,47 @@ def test_vocab_smaller_than_the_tokenizer_is_rejected(tmp_path, monkeypatch):
     small = dataclasses.replace(p, model=dataclasses.replace(p.model, vocab_size=100))
     with pytest.raises(ValueError, match="vocab_size = 100 is smaller than the tokenizer's"):
         open_session(small, data="bundled", out=tmp_path, verbose=False)
+
+
+def _stories_dataset(n=400):
+    import datasets
+
+    from growlib.storygen import generate_stories
+
+    return datasets.Dataset.from_dict({"text": generate_stories(n, seed=3)})
+
+
+@pytest.mark.parametrize("kind", ["parquet", "save_to_disk"])
+def test_run_reads_a_parquet_file_or_a_save_to_disk_folder(tmp_path, kind):
+    if kind == "parquet":
+        data = tmp_path / "stories.parquet"
+        _stories_dataset().to_parquet(str(data))
+    else:
+        data = tmp_path / "stories"
+        _stories_dataset().save_to_disk(str(data))
+    env = {"GROWLIB_DATA_DIR": str(tmp_path / "data")}
+    res = _cli("run", "--preset", "tiny", "--steps", "2", "--data", str(data), "--out", str(tmp_path / "out"),
+               cwd=tmp_path, env=env)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert "BOUNDARY SUMMARY" in res.stdout and "  ✓ PASSED — functional equivalence confirmed (< 0.0001)" in res.stdout
+    assert f"[data] corpus: {'local file' if kind == 'parquet' else 'save_to_disk folder'} {data.name} (400 documents)" \
+        in res.stdout
+    again = _cli("run", "--preset", "tiny", "--steps", "2", "--data", str(data), "--out", str(tmp_path / "out"),
+                 "--overwrite", cwd=tmp_path, env=env)
+    assert again.returncode == 0 and "(reused:" in again.stdout  # the token files of the first run
+
+
+def test_prepare_writes_token_files_and_its_figures(tmp_path):
+    import json
+
+    data = tmp_path / "stories.parquet"
+    _stories_dataset().to_parquet(str(data))
+    res = _cli("prepare", "--preset", "tiny", "--data", str(data), "--json", str(tmp_path / "p.json"),
+               cwd=tmp_path, env={"GROWLIB_DATA_DIR": str(tmp_path / "data")})
+    assert res.returncode == 0, res.stderr[-2000:]
+    report = json.loads((tmp_path / "p.json").read_text())
+    assert report["tokens"] == report["train_tokens"] + report["validation_tokens"] > 0
+    assert report["tokens_per_second"] > 0 and 0 < report["peak_rss_gb"] < 4 and report["dtype"] == "uint16"
+    assert report["documents"] == 400 and not report["reused"]
+    manifest = json.loads((tmp_path / "data" / "cache" / report["folder"].split("/")[-1] / "manifest.json").read_text())
+    assert manifest["tokens"] == report["tokens"] and manifest["splits"]["validation"]["documents"] == 20

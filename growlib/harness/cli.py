@@ -1,4 +1,4 @@
-"""``python -m growlib``: run the recipe's three phases, print parameter budgets, compare, benchmark.
+"""``python -m growlib``: run the recipe's three phases, prepare a corpus, print parameter budgets, compare, benchmark.
 
 Bad arguments give one clear ``error:`` line and exit status 2, never a traceback.
 """
@@ -29,13 +29,21 @@ def _positive_int(text: str) -> int:
     return value
 
 
+DATA_HELP = ("auto | bundled | tinystories | a .txt/.jsonl/.json/.parquet file | a folder written by "
+             "save_to_disk")
+MAX_DOCS_HELP = "keep only the first N training documents of the corpus"
+WORKERS_HELP = "processes that tokenize when the token files are made (default: the CPU count, at most 8)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="python -m growlib", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     run = sub.add_parser("run", help="train dense -> MoE -> grown, with the recipe's console output")
     run.add_argument("--preset", default=None, help=f"one of {sorted(PRESETS)} (aliases: {PRESET_ALIASES}; default: recipe on CUDA/MPS, cpu otherwise)")
-    run.add_argument("--data", default="auto", help="auto | bundled | tinystories | a .txt/.jsonl path")
+    run.add_argument("--data", default="auto", help=DATA_HELP)
+    run.add_argument("--max-docs", type=_positive_int, default=None, help=MAX_DOCS_HELP)
+    run.add_argument("--workers", type=_positive_int, default=None, help=WORKERS_HELP)
     run.add_argument("--steps", type=_positive_int, default=None, help="steps for every phase (overrides the preset)")
     run.add_argument("--out", default="checkpoints", help="output folder (default: checkpoints/)")
     run.add_argument("--device", default=None, help="cpu | cuda | mps (default: the best available)")
@@ -51,6 +59,13 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--compile", action="store_true", help="torch.compile each block (CUDA only)")
     run.add_argument("--resume", action="store_true", help="continue the run in --out from its newest checkpoint")
     run.add_argument("--overwrite", action="store_true", help="replace a run already in --out")
+
+    prep = sub.add_parser("prepare", help="tokenize a corpus once into token files under data/cache (run reuses them)")
+    prep.add_argument("--preset", default="cpu", help=f"whose tokenizer (vocabulary size): one of {sorted(PRESETS)}")
+    prep.add_argument("--data", default="auto", help=DATA_HELP)
+    prep.add_argument("--max-docs", type=_positive_int, default=None, help=MAX_DOCS_HELP)
+    prep.add_argument("--workers", type=_positive_int, default=None, help=WORKERS_HELP)
+    prep.add_argument("--json", default=None, help="write tokens, tokens_per_second and peak_rss_gb to this JSON file")
 
     budget = sub.add_parser("budget", help="parameter table of every phase (meta device: instant)")
     budget.add_argument("--preset", default="recipe")
@@ -97,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
                 run(preset=args.preset or default_preset(args.device), data=args.data, steps=args.steps,
                     out=args.out, device=args.device, growth=growth, resume=args.resume, overwrite=args.overwrite,
                     checkpoint_every=args.checkpoint_every or 0, lean=args.lean,
-                    compile=args.compile)
+                    compile=args.compile, max_docs=args.max_docs, workers=args.workers)
             except RunInterrupted as stop:
                 print(f"\ninterrupted in phase {stop.phase} before step {stop.next_step}; a checkpoint is in "
                       f"{args.out}. Continue with the same options plus --resume:\n"
@@ -111,6 +126,10 @@ def main(argv: list[str] | None = None) -> int:
                     print(f"what is trained so far is saved in {args.out}; continue with:\n  "
                           f"{_resume_command(argv, lean=True)}", file=sys.stderr)
                 return 2
+        elif args.command == "prepare":
+            from .prepare import prepare_command
+
+            prepare_command(args.preset, args.data, args.max_docs, args.workers, args.json)
         elif args.command == "budget":
             from ..budget import print_budget
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from ..data import DATA_DIR
+from ..cache import DATA_DIR
 
 RUNS_DIR = Path(os.environ.get("GROWLIB_RUNS_DIR", DATA_DIR.parent / "runs"))
 SAMPLE_VAR = "GROWLIB_TINYSTORIES_SAMPLE"

@@ -20,7 +20,10 @@ from ..accounting import param_report
 from ..budget import phase_configs
 from ..checkpoint import load_checkpoint
 from ..config import Preset, get_preset
-from ..data import TokenData, load_corpus, load_tokenizer
+from ..data import TokenData
+from ..sources import open_source
+from ..tokenfiles import prepare
+from ..tokenizer import load_tokenizer
 from ..device import pick_device
 from ..grow import grow, widened_config
 from ..lean import free_model
@@ -58,8 +61,13 @@ def check_output_dir(out: str | os.PathLike) -> Path:
 def open_session(preset: str | Preset = "cpu", data: str = "auto", steps: int | None = None,
                  out: str | os.PathLike | None = "checkpoints", device: str | None = None,
                  growth: dict | None = None, verbose: bool = True, fresh_history: bool = True,
-                 checkpoint_every: int = 0, lean: str | bool = "auto", compile: bool = False) -> Session:
-    """Validate every argument, load the corpus and tokenizer, plan the run's memory (no training yet).
+                 checkpoint_every: int = 0, lean: str | bool = "auto", compile: bool = False,
+                 max_docs: int | None = None, workers: int | None = None) -> Session:
+    """Validate every argument, open the corpus, prepare its token files, plan the run's memory (no training yet).
+
+    ``data`` names the source (:func:`growlib.sources.open_source`); ``max_docs`` keeps
+    its first N training documents; ``workers`` tokenizing processes when the token
+    files are made (the first run on a corpus; later runs reuse them).
 
     ``lean``: ``auto`` trains a phase in lean mode when it would not fit otherwise,
     ``always`` (or True) every phase, ``never`` (or False) none.
@@ -74,17 +82,19 @@ def open_session(preset: str | Preset = "cpu", data: str = "auto", steps: int | 
     if checkpoint_every < 0:
         raise ValueError(f"checkpoint_every={checkpoint_every} is invalid: accepted 0 (phase ends only) or N > 0")
     dev = pick_device(device)
-    corpus = load_corpus(data, verbose=verbose)  # a bad data file fails here, before anything is written
+    source = open_source(data, max_docs=max_docs, verbose=verbose)  # a bad source fails here, before anything is written
     out_path = check_output_dir(out) if out is not None else None
-    tok = load_tokenizer(corpus, p.model.vocab_size, verbose=verbose)
+    tok = load_tokenizer(source, p.model.vocab_size, verbose=verbose)
     if tok.get_vocab_size() > p.model.vocab_size:
         raise ValueError(f"ModelConfig.vocab_size = {p.model.vocab_size} is smaller than the tokenizer's "
                          f"{tok.get_vocab_size()}: accepted a vocab of at least {tok.get_vocab_size()}")
-    token_data = TokenData(corpus, tok, tcfg.seq_len)
+    files, _ = prepare(source, tok, workers=workers, verbose=verbose)  # made once per corpus and tokenizer
+    token_data = TokenData(files, tok, tcfg.seq_len, source)
     history_path = out_path / HISTORY if out_path is not None else None
     if fresh_history and history_path is not None and history_path.exists():
         history_path.unlink()
-    settings = RunSettings(p, tcfg, gcfg, dev, out_path, data_spec=data, checkpoint_every=checkpoint_every,
+    settings = RunSettings(p, tcfg, gcfg, dev, out_path, data_spec=data, max_docs=max_docs,
+                           checkpoint_every=checkpoint_every,
                            lean_mode=mode, verbose=verbose)
     s = Session(settings, token_data, History(history_path), token_data.val_batches(tcfg.eval_batches, tcfg.batch_size))
     if not dev.startswith("cuda"):

@@ -39,6 +39,7 @@ class RunSettings:
     device: str
     out: Path | None  # None: nothing is written (compare, tests)
     data_spec: str = "auto"
+    max_docs: int | None = None  # training documents kept from the source (None: all)
     checkpoint_every: int = 0  # periodic checkpoints (with optimizer state) every N steps; 0 = phase ends only
     lean_mode: str = "auto"  # auto | always | never (growlib.harness.advice)
     verbose: bool = True
@@ -47,7 +48,8 @@ class RunSettings:
         """What must match for a run to be resumed: what is trained, not how (memory mode, compile)."""
         train = {k: v for k, v in dataclasses.asdict(self.train).items() if k not in ("lean", "compile")}
         return {"preset": self.preset.name, "model": dataclasses.asdict(self.preset.model), "train": train,
-                "growth": dataclasses.asdict(self.growth), "data": self.data_spec}
+                "growth": dataclasses.asdict(self.growth), "data": self.data_spec,
+                **({"max_docs": self.max_docs} if self.max_docs is not None else {})}
 
 
 @dataclass
