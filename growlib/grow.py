@@ -250,8 +250,11 @@ def _stack_layers(model: GPT, extra: int, where: str, preserve: bool, verbose: b
             _identity_init(block)
         new_blocks.append(block)
         if verbose:
-            how = "Gstack copy" if preserve else "plain G_stack copy (NOT function-preserving)"
-            print(f"  > Initialized Layer {pos} as {how} of Layer {src}")
+            # the recipe's line, then what the copy computes: with its output projections zeroed
+            # it adds nothing to the residual stream, so it starts as the identity
+            how = ("Gstack copy of Layer {src} (output projections zeroed: starts as the identity)" if preserve
+                   else "plain G_stack copy of Layer {src} (NOT function-preserving)")
+            print(f"  > Initialized Layer {pos} as {how.format(src=src)}")
     model.blocks = torch.nn.ModuleList(new_blocks)
     model.cfg = dataclasses.replace(model.cfg, n_layers=len(new_blocks))
     return model

@@ -103,9 +103,63 @@ def plot_expert_load(records: list[dict], phase: int = 2, fig=None):
         ax.set_xlabel("step")
         if layer == 0:
             ax.set_ylabel("expert")
+    fig.subplots_adjust(top=0.8, wspace=0.3)  # room for the title above the panels' own
     fig.colorbar(im, ax=list(axes), label="share of tokens")
-    fig.suptitle(f"Expert load in phase {phase} (balanced = {1 / n_exp:.3f})", fontsize=10)
+    fig.suptitle(f"Expert load in phase {phase} (balanced = {1 / n_exp:.3f})", fontsize=10, y=0.99)
     return fig
+
+
+def plot_boundary(before: tuple[str, float], after: dict[str, float], ax=None,
+                  title: str = "Validation loss across the boundary"):
+    """Validation loss on the same fixed batches just before a boundary and just after it, per variant.
+
+    The axis is zoomed to the values (it does not start at 0): a preserving variant sits on
+    the dashed line of the model before, a non-preserving one above it by its jump.
+    """
+    ax = _axes(ax, (7, 3.2))
+    name0, v0 = before
+    labels, values = [name0, *after], [v0, *after.values()]
+    ax.axhline(v0, color="tab:blue", ls="--", lw=1)
+    for i, v in enumerate(values):
+        color = "tab:blue" if i == 0 else ("tab:green" if abs(v - v0) < 1e-4 else "tab:red")
+        ax.plot([i, i], [v0, v], color=color, lw=2)
+        ax.scatter([i], [v], s=60, color=color, zorder=3)
+        ax.annotate(f"{v:.4f}" if i == 0 else f"{v:.4f}\n({v - v0:+.4f})", (i, v), textcoords="offset points",
+                    xytext=(8, 0), va="center", fontsize=8)
+    lo, hi = min(values), max(values)
+    pad = max(hi - lo, 1e-3) * 0.3
+    ax.set_ylim(lo - pad, hi + pad)
+    ax.set_xlim(-0.5, len(values) - 0.2)
+    ax.set_xticks(range(len(values)), labels, fontsize=8)
+    ax.set_ylabel("validation loss (nats/token)")
+    ax.set_title(f"{title} (axis zoomed to the values)", fontsize=10)
+    return ax
+
+
+def plot_expert_similarity(similarity, title: str = "How alike the experts are"):
+    """Cosine similarity of every pair of experts' weights, one panel per layer.
+
+    ``similarity``: [layers, experts, experts], 1 on the diagonal.
+    """
+    sim = np.asarray(similarity, dtype=float)
+    n_layers = sim.shape[0]
+    fig, axes = plt.subplots(1, n_layers, figsize=(min(3 * n_layers, 14), 3), squeeze=False)
+    for layer, ax in enumerate(axes[0]):
+        im = ax.imshow(sim[layer], cmap="viridis", vmin=min(0.0, sim.min()), vmax=1.0)
+        off = sim[layer][~np.eye(sim.shape[1], dtype=bool)]
+        ax.set_title(f"layer {layer}: mean {off.mean():.3f}", fontsize=9)
+        ax.set_xlabel("expert")
+        if layer == 0:
+            ax.set_ylabel("expert")
+    fig.subplots_adjust(top=0.8, wspace=0.3)
+    fig.colorbar(im, ax=list(axes[0]), label="cosine similarity")
+    fig.suptitle(title, fontsize=10, y=0.99)
+    return fig
+
+
+def weights_colorbar(fig, axes, label: str = "weight value"):
+    """One colorbar for a row of :func:`draw_matrix` panels drawn on a shared scale (the first panel's)."""
+    return fig.colorbar(axes[0].images[0], ax=list(axes), shrink=0.85, label=label)
 
 
 def _log_y(ax) -> None:

@@ -61,6 +61,64 @@ for line in gl.budget_table(recipe.model, recipe.growth):
     print(line)
 
 # %% [markdown]
+# ### The dense model's parameters, by hand
+#
+# Write $V$ for the vocabulary (50,257), $d$ for the model width (832), $h$ for the MLP's hidden
+# width ($4d$ = 3,328) and $L$ for the number of blocks (7). Every linear layer has a weight and a
+# bias; every LayerNorm a scale $\gamma$ and a shift $\beta$ of $d$ numbers each; RoPE has no
+# parameters; the output head reuses the embedding matrix (tied), so it adds none.
+#
+# $$
+# \begin{aligned}
+# N_\text{embedding} &= V d \\
+# N_\text{attention} &= 4\,(d^2 + d) && \text{(query, key, value, output projection)} \\
+# N_\text{MLP} &= (d h + h) + (h d + d) && \text{(in and out projection)} \\
+# N_\text{LayerNorms} &= 2 \cdot 2d && \text{(one before attention, one before the MLP)} \\
+# N &= V d + L\,\bigl(4d^2 + 2dh + 9d + h\bigr) + 2d && \text{(the final LayerNorm: } 2d)
+# \end{aligned}
+# $$
+#
+# With the recipe's numbers: $50{,}257 \cdot 832 = 41{,}813{,}824$ for the embedding,
+# $4 \cdot 832^2 + 2 \cdot 832 \cdot 3{,}328 + 9 \cdot 832 + 3{,}328 = 8{,}317{,}504$ per block,
+# so $41{,}813{,}824 + 7 \cdot 8{,}317{,}504 + 1{,}664 = 100{,}038{,}016$. The cell below does the same
+# sum term by term and compares it with the tensors of the model itself.
+
+# %%
+c = recipe.model
+d, h, V, L = c.d_model, c.d_mlp, c.vocab_size, c.n_layers
+terms = {
+    "embedding (tied with the head)": V * d,
+    "attention, per block": 4 * (d * d + d),
+    "MLP, per block": (d * h + h) + (h * d + d),
+    "LayerNorms, per block": 2 * 2 * d,
+    "final LayerNorm": 2 * d,
+}
+per_block = terms["attention, per block"] + terms["MLP, per block"] + terms["LayerNorms, per block"]
+by_hand = terms["embedding (tied with the head)"] + L * per_block + terms["final LayerNorm"]
+for name, n in terms.items():
+    print(f"{name:32s} {n:>12,}")
+print(f"{'one block':32s} {per_block:>12,}")
+by_tensors = sum(p.numel() for p in gl.build_model(c, device="meta").parameters())
+print(f"{'total by hand':32s} {by_hand:>12,}\n{'total from the tensors':32s} {by_tensors:>12,}   equal: {by_hand == by_tensors}")
+
+# %% [markdown]
+# ### What a training step costs: $6 N$ FLOPs per token
+#
+# A weight $w$ that multiplies an input $x$ costs one multiply and one add per token in the
+# forward pass: 2 FLOPs. The backward pass needs two products of the same size, the gradient
+# for the input ($\partial L/\partial x = w\,\partial L/\partial y$, passed on to the layer below)
+# and the gradient for the weight ($\partial L/\partial w = x\,\partial L/\partial y$): 4 FLOPs.
+# So training costs about
+#
+# $$ C \approx 6\,N_\text{active}\,T $$
+#
+# FLOPs for $T$ training tokens, where $N_\text{active}$ counts the weights a token actually
+# passes through (for a MoE, $k$ of its $E$ experts; the embedding lookup is free, but the tied
+# head is a $d \times V$ product and counts). Attention adds $4\,T_\text{ctx}\,d$ forward FLOPs
+# per token and layer for the scores and the weighted values, times 3 with the backward pass.
+# Notebook 04 measures growth's saving in these units.
+
+# %% [markdown]
 # **Read the table.** The dense model has exactly 100,038,016 parameters ("100.04 M"), the MoE
 # 371.64 M of which a token uses 138.88 M (2 of 8 experts in each of 7 layers: 42 experts sit
 # idle for any one token). The last line is the honest one:

@@ -84,11 +84,42 @@ print(repr(session.data.tokenizer.decode(x[0, :40].tolist(), skip_special_tokens
 # from the config), and the text it writes *before* any training: random tokens.
 
 # %%
+import inspect
+
 cfg = session.config.preset.model
 print(cfg)
 untrained = gl.build_model(cfg, seed=session.config.train.seed)
 print(gl.count_match_line(untrained))
 print("\nbefore training:", gl.sample_text(untrained, session, tokens=30))
+
+# %% [markdown]
+# ### The block and the residual stream
+#
+# The model keeps one vector per position, $x \in \mathbb{R}^d$: the **residual stream**. The
+# embedding writes the token's row into it; then each of the $L$ blocks *reads* a normalised copy
+# and *adds* what it computes (pre-LN: the LayerNorm sits before each sub-layer, not after):
+#
+# $$
+# x \;\leftarrow\; x + \mathrm{Attn}\bigl(\mathrm{LN}_1(x)\bigr), \qquad
+# x \;\leftarrow\; x + \mathrm{MLP}\bigl(\mathrm{LN}_2(x)\bigr), \qquad
+# \mathrm{MLP}(u) = W_\text{out}\,\mathrm{GELU}(W_\text{in} u + b_\text{in}) + b_\text{out}.
+# $$
+#
+# LayerNorm centres and rescales a vector, then applies a learned scale and shift:
+#
+# $$ \mathrm{LN}(x) = \gamma \odot \frac{x - \mu}{\sqrt{\sigma^2 + \epsilon}} + \beta, \qquad
+# \mu = \tfrac{1}{d}\textstyle\sum_i x_i, \quad \sigma^2 = \tfrac{1}{d}\sum_i (x_i - \mu)^2. $$
+#
+# So the matrices split into those that **read** the stream (the query, key and value projections
+# and $W_\text{in}$, each behind a LayerNorm) and those that **write** it (the attention output
+# projection and $W_\text{out}$). Notebook 03 grows each kind by its own rule, and a block whose
+# two writers are zero adds nothing: it is the identity. At the end a final LayerNorm and the
+# **tied head** turn the stream into logits with the embedding matrix $E \in \mathbb{R}^{V\times d}$
+# itself: $\text{logits} = E\,\mathrm{LN}_f(x)$, one score per vocabulary entry. Here is the block's
+# forward pass as the library writes it:
+
+# %%
+print(inspect.getsource(gl.model.Block.forward))
 
 # %% [markdown]
 # ## Training phase 1
@@ -112,8 +143,6 @@ dense = gl.ensure_phase(session, 1)
 # and checkpointing around it.
 
 # %%
-import inspect
-
 print(inspect.getsource(gl.train_step))
 
 # %% [markdown]
@@ -134,3 +163,21 @@ plots.plot_loss(session.history.records, title="Phase 1: dense training");
 
 # %%
 print(gl.sample_text(dense, session, tokens=80))
+
+# %% [markdown]
+# ## What this notebook showed
+#
+# The corpus became token files and random windows of them; a pre-LN GPT of
+# this preset's size learned from them, its loss falling from about $\ln V$ (a uniform guess) to
+# the validation figure printed above; and every step is the one `train_step` shown.
+#
+# ## Exercises
+#
+# Predict first, then measure. Solutions: `99_solutions.ipynb`.
+#
+# 1. **Count by hand.** Using the formula of notebook 00, count the parameters of this notebook's
+#    preset (`session.config.preset.model`) and compare with `gl.param_report(dense).total`.
+# 2. **The first loss.** An untrained model's logits are nearly equal. What loss does that
+#    predict for this vocabulary? Measure the loss of `untrained` on one training batch.
+# 3. **The cost of phase 1.** With $C \approx 6 N T$, how many FLOPs did phase 1 take
+#    ($T$ = steps × batch × sequence length)? Compare with `gl.training_flops_per_token`.

@@ -50,19 +50,33 @@ vmax = float(w.abs().max())
 plots.draw_matrix(axes[0], w, "dense MLP-in\n(16 × 8)", vmax)
 for e in range(4):
     plots.draw_matrix(axes[e + 1], experts.w_in[e].detach().T, f"expert {e}\n(a copy)", vmax)
-plots.draw_matrix(axes[5], experts.router.weight.detach(), "router (4 × 8)\nnew, N(0, 0.02²)")
+plots.draw_matrix(axes[5], experts.router.weight.detach(), "router (4 × 8)\nnew, N(0, 0.02²)\n(its own scale)")
 fig.tight_layout()
+plots.weights_colorbar(fig, axes[:5]);
 
 # %% [markdown]
 # The four experts are pixel-for-pixel the dense matrix; the router is faint noise (std 0.02).
 #
 # ## The exactness check
 #
-# Run the dense model and the upcycled one on the same fixed validation tokens and compare the
-# logits. The default router takes the top-2 logits, *then* a softmax over just those two, so the
-# gates sum to 1 and `g₁·E(x) + g₂·E(x) = E(x)`. Two variants break that on purpose:
-# softmax over all 8 experts *then* top-2 (the gates sum to less than 1), and Drop-Upcycling
-# (Nakamura et al., ICLR 2025), which re-initialises half of each expert for diversity.
+# A MoE layer replaces the MLP's output for a token $u$ (the normalised residual stream) by a
+# gated sum over the $k$ experts its router picks. The router scores every expert,
+# $z = W_r u \in \mathbb{R}^E$; the default takes the $k$ largest scores, the set $K$, and a
+# softmax over **just those**:
+#
+# $$ y = \sum_{i \in K} g_i\,\mathrm{MLP}_i(u), \qquad g_i = \frac{e^{z_i}}{\sum_{j \in K} e^{z_j}}, \qquad \sum_{i\in K} g_i = 1. $$
+#
+# Right after upcycling every expert is the same MLP, $\mathrm{MLP}_i = \mathrm{MLP}$, so
+# $y = \mathrm{MLP}(u) \sum_{i\in K} g_i = \mathrm{MLP}(u)$, whatever the router says: the model is
+# the dense model, exactly. The other order, a softmax over all $E$ experts and *then* the top $k$
+# of those probabilities $p_i$, gives $y = \mathrm{MLP}(u) \sum_{i \in K} p_i$: the dense output
+# scaled by the probability mass the kept experts hold. A fresh router's scores are small and
+# nearly equal, so each $p_i \approx 1/E$ and the scale is about $k/E$ (here $2/8 = 0.25$):
+# every MLP's contribution shrinks to a quarter. Drop-Upcycling (Nakamura et al., ICLR 2025)
+# breaks exactness another way: it re-initialises half of each expert for diversity.
+#
+# Run the dense model and the three upcycled ones on the same fixed validation tokens and
+# compare the logits:
 
 # %%
 cfg = session.config.growth
@@ -72,15 +86,88 @@ variants = {
     "softmax then top-k": gl.upcycle(dense, cfg.n_experts, cfg.top_k, router_mode="softmax_topk"),
     "Drop-Upcycling, 50%": gl.upcycle(dense, cfg.n_experts, cfg.top_k, drop_ratio=0.5),
 }
+val_after = {}
 for name, moe in variants.items():
     res = gl.check_preservation(dense, moe, tokens)
-    print(f"{name:30s} max |Δlogit| = {res.logit_diff:.2e}   validation loss {session.eval(moe):.4f}")
-print(f"{'dense model':30s} {'':22s} validation loss {session.eval(dense):.4f}")
+    val_after[name] = session.eval(moe)
+    print(f"{name:30s} max |Δlogit| = {res.logit_diff:.2e}   validation loss {val_after[name]:.4f}")
+val_dense = session.eval(dense)
+print(f"{'dense model':30s} {'':22s} validation loss {val_dense:.4f}")
+plots.plot_boundary(("dense model\n(end of phase 1)", val_dense), {k.replace(" (", "\n("): v for k, v in val_after.items()},
+                    title="The 1→2 boundary: right after upcycling");
 
 # %% [markdown]
 # **What to notice:** the default is exact to float rounding (around 1e-6) and its validation
 # loss equals the dense model's. The other two start from a worse loss: they must re-learn
 # what the dense model knew.
+#
+# **Predicted, then measured: the $k/E$ scale.** Capture what the first block's MLP receives,
+# then compare the softmax-then-top-k layer's output with the dense MLP's on the same inputs.
+
+# %%
+captured = {}
+hook = dense.blocks[0].mlp.register_forward_hook(lambda module, inputs, output: captured.update(u=inputs[0]))
+with torch.no_grad():
+    dense(tokens)
+hook.remove()
+u = captured["u"].reshape(-1, dense.cfg.d_model)  # [tokens, d]: block 0's MLP inputs
+scaled = variants["softmax then top-k"].blocks[0].mlp
+with torch.no_grad():
+    y_dense, y_scaled = dense.blocks[0].mlp(u), scaled(u)
+    kept = scaled.router.weight.matmul(u.T).T.softmax(-1).topk(cfg.top_k, dim=-1).values.sum(-1)  # [tokens]
+    ratio = (y_scaled * y_dense).sum(-1) / (y_dense * y_dense).sum(-1)  # y_scaled = ratio * y_dense per token
+print(f"predicted scale k/E = {cfg.top_k / cfg.n_experts:.3f}")
+print(f"kept probability mass, mean over {len(u):,} tokens: {kept.mean():.3f} (min {kept.min():.3f}, max {kept.max():.3f})")
+print(f"measured output / dense output, mean: {ratio.mean():.3f}; largest gap to the kept mass: {(ratio - kept).abs().max():.1e}")
+
+# %% [markdown]
+# The kept mass is a little above $k/E$: the router's scores are small but not zero, and the top
+# $k$ are by definition the largest. The output is the dense output times that mass, token by
+# token, to float rounding.
+#
+# ## The MoE layer, written plainly
+#
+# growlib's MoE sorts the tokens by expert so that each expert runs one matrix product (fast);
+# the arithmetic is the formula above. Here it is one token and one expert at a time, and the
+# upcycling of one block, written out and checked against the library:
+
+# %%
+import torch.nn.functional as F
+
+
+def moe_forward_plain(moe, u):
+    """u: [N, d] -> [N, d], one token and one chosen expert at a time."""
+    scores = u @ moe.router.weight.T  # [N, E]
+    out = torch.zeros_like(u)
+    for t in range(u.shape[0]):
+        top, chosen = scores[t].topk(moe.top_k)  # the k best experts for this token
+        gates = top.softmax(-1)  # a softmax over the chosen k only: the gates sum to 1
+        for g, e in zip(gates, chosen):
+            hidden = F.gelu(u[t] @ moe.w_in[e] + moe.b_in[e])  # [h]
+            out[t] += g * (hidden @ moe.w_out[e] + moe.b_out[e])  # [d]
+    return out
+
+
+def upcycle_block_plain(mlp, n_experts, top_k, router_std=0.02, seed=0):
+    """A MoE layer whose every expert copies ``mlp`` (nn.Linear stores [out, in]; experts store [in, out])."""
+    moe = gl.MoE(mlp.fc_in.in_features, mlp.fc_in.out_features, n_experts, top_k)
+    with torch.no_grad():
+        for e in range(n_experts):
+            moe.w_in[e] = mlp.fc_in.weight.T
+            moe.b_in[e] = mlp.fc_in.bias
+            moe.w_out[e] = mlp.fc_out.weight.T
+            moe.b_out[e] = mlp.fc_out.bias
+        moe.router.weight.normal_(0.0, router_std, generator=torch.Generator().manual_seed(seed))
+    return moe
+
+
+library_moe = variants["top-k then softmax (default)"].blocks[0].mlp
+mine = upcycle_block_plain(dense.blocks[0].mlp, cfg.n_experts, cfg.top_k)
+with torch.no_grad():
+    sample = u[:256]
+    print(f"plain forward vs growlib's MoE (same weights):  max |Δ| = {(moe_forward_plain(library_moe, sample) - library_moe(sample)).abs().max():.1e}")
+    print(f"plain upcycled block vs the dense MLP:          max |Δ| = {(moe_forward_plain(mine, sample) - y_dense[:256]).abs().max():.1e}")
+    print(f"growlib's upcycled block vs the dense MLP:      max |Δ| = {(library_moe(sample) - y_dense[:256]).abs().max():.1e}")
 #
 # ## Explorer: router mode and k against the upcycling gap
 #
@@ -108,10 +195,36 @@ gl.explorer(lambda router_mode, top_k: plots.plot_upcycling_gaps(gaps, router_mo
 #
 # ## Training phase 2
 #
-# The MoE trains with the recipe's lower learning rate. Besides the language-model loss, two
-# small router losses are added (and logged separately): the Switch Transformer
-# load-balancing loss, which is 1.0 when tokens spread evenly over the experts and grows when
-# the router favours a few, and the ST-MoE z-loss, which keeps router logits small.
+# Phase 2 trains the whole MoE on the language-model loss plus two small terms for the router
+# (the coefficients are `train_step`'s defaults). The Switch Transformer's **load-balancing loss**
+# multiplies, for each expert $i$, the share of token assignments it received $f_i$ by the mean
+# probability the router gave it $P_i$; the ST-MoE **router z-loss** keeps the scores small:
+#
+# $$ \mathcal{L} = \mathcal{L}_\text{LM} + 0.01\,\underbrace{E\sum_{i=1}^{E} f_i P_i}_{\mathcal{L}_\text{balance}\;(=1 \text{ when balanced})}
+# + 0.001\,\underbrace{\frac{1}{N}\sum_{t=1}^{N}\Bigl(\log\sum_{j=1}^{E} e^{z_{tj}}\Bigr)^2}_{\mathcal{L}_z}. $$
+#
+# **What the new router learns at the first step.** From the language-model loss: nothing. The
+# router acts on the output only through the gates, $\partial y/\partial z_i = \mathrm{MLP}(u)\,\partial(\sum_K g_j)/\partial z_i = 0$,
+# because the gates always sum to 1 and the experts are equal. Only the balance and z-loss
+# terms move it, until training makes the experts differ. Measured on one training batch:
+
+# %%
+probe = gl.upcycle(dense, cfg.n_experts, cfg.top_k)
+x, y = session.data.train_batch(session.config.train.batch_size, 0, 2, 0)
+lm_loss = probe(x.to(session.config.device), y.to(session.config.device))
+lm_loss.backward()
+router_grad = max(float(b.mlp.router.weight.grad.abs().max()) for b in probe.blocks)
+expert_grad = max(float(b.mlp.w_in.grad.abs().max()) for b in probe.blocks)
+print(f"language-model loss only: largest router gradient {router_grad:.1e}, largest expert gradient {expert_grad:.1e}")
+probe.zero_grad()
+lm_loss = probe(x.to(session.config.device), y.to(session.config.device))
+balance = sum(b.mlp.last_aux["balance"] for b in probe.blocks)
+(lm_loss + 0.01 * balance).backward()
+print(f"with the balance loss:    largest router gradient {max(float(b.mlp.router.weight.grad.abs().max()) for b in probe.blocks):.1e}")
+
+# %% [markdown]
+# The MoE trains with the recipe's lower learning rate; the two router losses are logged
+# separately from the language-model loss.
 
 # %%
 moe = gl.ensure_phase(session, 2, previous=dense)
@@ -141,6 +254,46 @@ if b.exact_jump is not None:
 # %%
 plots.plot_expert_load(session.history.records, phase=2);
 
+
+# %% [markdown]
+# **How far apart did the experts move?** Right after upcycling every expert is the same MLP:
+# the cosine similarity of any two experts' weights is exactly 1. Measured again after phase 2:
+
+# %%
+def expert_similarity(model):
+    """[layers, E, E]: cosine similarity of the experts' flattened input and output weights."""
+    sims = []
+    for block in model.blocks:
+        w = torch.cat([block.mlp.w_in.detach().flatten(1), block.mlp.w_out.detach().flatten(1)], 1)  # [E, 2dh]
+        w = torch.nn.functional.normalize(w, dim=1)
+        sims.append(w @ w.T)
+    return torch.stack(sims)
+
+
+initial = gl.upcycle(dense, cfg.n_experts, cfg.top_k)
+print(f"just after upcycling: mean similarity of two experts {expert_similarity(initial).mean():.4f}")
+plots.plot_expert_similarity(expert_similarity(moe), title="After phase 2: cosine similarity of every pair of experts");
+
+# %% [markdown]
+# **Which tokens does each expert take?** Route the validation tokens through the first layer's
+# router (its top-1 choice) and list, per expert, the tokens it receives most often:
+
+# %%
+from collections import Counter
+
+captured = {}
+hook = moe.blocks[0].mlp.register_forward_hook(lambda module, inputs, output: captured.update(u=inputs[0]))
+with torch.no_grad():
+    moe(tokens)
+hook.remove()
+with torch.no_grad():
+    first_choice = moe.blocks[0].mlp.router(captured["u"].reshape(-1, moe.cfg.d_model))[1][:, 0]  # [tokens]
+ids = tokens.reshape(-1).tolist()
+for e in range(cfg.n_experts):
+    mine = Counter(t for t, c in zip(ids, first_choice.tolist()) if c == e)
+    top = ", ".join(repr(session.data.decode([t])) for t, _ in mine.most_common(6))
+    print(f"expert {e}: {sum(mine.values()):5d} tokens; most often {top}")
+
 # %% [markdown]
 # ## The price: total versus active parameters
 #
@@ -159,3 +312,22 @@ plots.plot_budget(reports, title=f"Preset {session.config.preset.name!r}: dense 
 
 # %%
 print(gl.sample_text(moe, session, tokens=80))
+
+# %% [markdown]
+# ## What this notebook showed
+#
+# Copying the MLP into every expert gives the dense model back exactly, because the gates of the
+# chosen experts sum to one; the other order of softmax and top-k scales each MLP by the kept
+# probability mass (predicted $k/E$, measured above); the plain loop and growlib's sorted experts
+# compute the same layer; and at the first step only the auxiliary losses move the router.
+#
+# ## Exercises
+#
+# Predict first, then measure. Solutions: `99_solutions.ipynb`.
+#
+# 1. **The scale at every k.** For softmax-then-top-k, predict the output scale for
+#    $k = 1, 2, 4, 8$ of 8 experts, then measure it as above.
+# 2. **Noise on the router.** Add Gaussian noise to the router's scores before the top-k (as some
+#    MoEs do during training). Is the upcycled model still exact? Why?
+# 3. **A perfectly balanced router.** What is $\mathcal{L}_\text{balance}$ when every expert gets
+#    the same share of tokens and the same mean probability? When one expert gets everything?

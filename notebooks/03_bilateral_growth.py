@@ -21,8 +21,9 @@
 # the hidden units) and **+4 in depth** (four copies of the last layer), and must compute the
 # same function afterwards. We draw each operator on small matrices, check preservation layer
 # by layer for every variant, compare with the non-preserving G_stack copy, then train.
-# The rules come from HyperCloning and LEMON (width), LLaMA Pro and G_stack (depth); the
-# docstring of `growlib/grow.py` states each one and why it is exact.
+# The rules come from Net2Net and bert2BERT (the first function-preserving growth), HyperCloning
+# and LEMON (width), LLaMA Pro and G_stack (depth); each is derived below, and the docstring of
+# `growlib/grow.py` states them again beside the code.
 
 # %%
 # %matplotlib inline
@@ -38,15 +39,42 @@ moe = gl.ensure_phase(session, 2)
 # %% [markdown]
 # ## Width ×2 on a small matrix
 #
-# After widening, the residual stream holds every feature twice: `[x, x]`. A layer that *reads*
-# it (here a query projection, 4 outputs × 4 inputs in the toy model) gets its rows copied
-# (the heads are duplicated whole) and each input column **split** between the two copies of
-# that input: `W/2 + N` and `W/2 − N` with small random `N`. The two halves still add up to
-# `W`, so the output is unchanged, but the two copies now get different gradients and can
-# learn different things. Without `N` they would stay clones forever.
+# After widening, the residual stream holds every feature twice: $x' = [x, x] \in \mathbb{R}^{2d}$.
+# Each rule below keeps that true after every layer, so the grown model computes the old
+# function on a duplicated stream.
 #
-# A layer that *writes* into the residual (the MLP's output projection) has its output rows
-# copied, so it writes `[y, y]`.
+# **LayerNorm of a duplicated vector.** $[x, x]$ has the same mean and the same variance as $x$
+# (each value appears twice, in numerator and denominator alike), so with the scale and shift
+# duplicated too, $\gamma' = [\gamma, \gamma]$, $\beta' = [\beta, \beta]$:
+# $\;\mathrm{LN}'([x, x]) = [\mathrm{LN}(x), \mathrm{LN}(x)]$.
+#
+# **A matrix that reads the stream** (query, key, value, $W_\text{in}$, the router) sees
+# $[u, u]$. Copy its rows and split each input column between the two copies of that input:
+#
+# $$ W' = \begin{pmatrix} W/2 + N & W/2 - N \\ W/2 + N' & W/2 - N' \end{pmatrix}, \qquad
+# W' \begin{pmatrix} u \\ u \end{pmatrix} = \begin{pmatrix} W u \\ W u \end{pmatrix}. $$
+#
+# The noise $N$ cancels, so the output is unchanged; but the two copies now get different
+# gradients and can learn different things (without $N$ they would stay clones forever). The
+# router gets no noise: top-k is discontinuous, and a tiny change of its scores can swap which
+# experts a token goes to.
+#
+# **A matrix that writes the stream** ($W_\text{out}$, the attention output) reads a duplicated
+# hidden vector $[a, a]$ and must write $[y, y]$: its output rows are copied **and** its input
+# columns halved, $W' = \tfrac12\begin{pmatrix} W & W \\ W & W \end{pmatrix}$, so
+# $W'[a; a] = [Wa; Wa]$. (Copying the rows without halving would write $[2y, 2y]$.)
+#
+# **Heads are copied whole.** A head of width $d_h$ scores $q \cdot k / \sqrt{d_h}$. Making each
+# head twice as wide with duplicated $q, k$ would give $[q,q]\cdot[k,k]/\sqrt{2d_h} = \sqrt{2}\;
+# q\cdot k/\sqrt{d_h}$: every attention logit scaled by $\sqrt 2$, a sharper softmax, another
+# function. Twice as many heads of the old width keep every score as it was.
+#
+# **The tied head and the final LayerNorm.** The logits are $E' \,\mathrm{LN}_f'(x')$ with every
+# embedding row duplicated, $e' = [e, e]$: $\;[e, e]\cdot[\ell, \ell] = 2\,e\cdot\ell$. So the final
+# LayerNorm's $\gamma$ and $\beta$ are divided by 2 (by the width factor), and the logits are
+# the old ones.
+#
+# The toy model below (4 dimensions, 2 heads) shows a reader and a writer before and after:
 
 # %%
 toy = gl.build_model(gl.ModelConfig(vocab_size=16, d_model=4, n_layers=1, n_heads=2, d_mlp=8, max_seq_len=8), seed=3)
@@ -59,8 +87,9 @@ plots.draw_matrix(axes[0], q0, "query W (4 × 4)", vmax)
 plots.draw_matrix(axes[1], q1, "query after ×2 (8 × 8):\nrows copied, columns split", vmax)
 plots.draw_matrix(axes[2], q1[:, :4] + q1[:, 4:], "left + right halves\n= W stacked twice", vmax)
 plots.draw_matrix(axes[3], o0, "MLP-out W (4 × 8)", vmax)
-plots.draw_matrix(axes[4], o1, "MLP-out after ×2 (8 × 16)", vmax)
+plots.draw_matrix(axes[4], o1, "MLP-out after ×2 (8 × 16):\nrows copied, columns halved", vmax)
 fig.tight_layout()
+plots.weights_colorbar(fig, axes);
 
 # %% [markdown]
 # The third panel adds the two column halves back: it is the original matrix, stacked twice.
@@ -73,10 +102,16 @@ fig.tight_layout()
 #
 # ## Depth +n: zeroed output projections
 #
-# A copy of a block added to a residual network computes `x + f(x)` a second time: not the
-# same function. Zeroing the copy's two output projections (attention and MLP, weights *and*
-# biases, every expert's) makes it the identity; its LayerNorms and input projections keep
-# the copied weights, so gradients flow and it learns from the first step.
+# A copy of a block added to a residual network computes $x + f(x)$ a second time: not the same
+# function (that is the plain G_stack copy, measured below). Zeroing the copy's two output
+# projections (attention and MLP, weights *and* biases, every expert's) makes it the identity:
+# $x + \mathrm{Attn}(\cdot)\cdot 0 + \mathrm{MLP}(\cdot)\cdot 0 = x$. It still learns from the first
+# step: the gradient of an output projection is $\partial L/\partial W_\text{out} = \delta\, a^\top$,
+# the residual's gradient $\delta$ times the block's inner activation $a$, and both are nonzero
+# because the LayerNorms and input projections keep the copied weights. (Its other weights get
+# no gradient until $W_\text{out}$ has moved off zero.) G_stack (Du et al., 2024) copies whole
+# blocks without zeroing: the function changes, the loss jumps, and the paper accepts it because
+# training recovers the jump quickly and the copies are a good start.
 
 # %%
 deep = gl.deepen(toy, 1, where="end")
@@ -86,6 +121,69 @@ plots.draw_matrix(axes[1], deep.blocks[1].attn.out.weight.detach(), "new layer: 
 plots.draw_matrix(axes[2], deep.blocks[1].mlp.fc_in.weight.detach(), "new layer: MLP in\n(copied)", vmax)
 plots.draw_matrix(axes[3], deep.blocks[1].mlp.fc_out.weight.detach(), "new layer: MLP out\n(zeroed)", vmax)
 fig.tight_layout()
+plots.weights_colorbar(fig, axes);
+
+# %% [markdown]
+# ## The operators, written plainly
+#
+# growlib's `widen` applies the rules above to every layer of a GPT or a MoE. Here they are for
+# one LayerNorm + MLP sub-block, and deepening by one identity block, written out and checked
+# against the library (without noise, so the plain and library weights must agree exactly):
+
+# %%
+import copy
+
+
+def widen_ln_plain(ln):
+    """LayerNorm of [x, x]: scale and shift duplicated."""
+    wide_ln = torch.nn.LayerNorm(2 * ln.normalized_shape[0], eps=ln.eps)
+    with torch.no_grad():
+        wide_ln.weight.copy_(torch.cat([ln.weight, ln.weight]))
+        wide_ln.bias.copy_(torch.cat([ln.bias, ln.bias]))
+    return wide_ln
+
+
+def widen_reader_plain(linear):
+    """Reads [u, u], writes [Wu, Wu] (hidden units duplicated): rows copied, columns halved and split."""
+    wide = torch.nn.Linear(2 * linear.in_features, 2 * linear.out_features)
+    with torch.no_grad():
+        half = linear.weight / 2
+        wide.weight.copy_(torch.cat([torch.cat([half, half], 1)] * 2, 0))  # [[W/2, W/2], [W/2, W/2]]
+        wide.bias.copy_(torch.cat([linear.bias, linear.bias]))
+    return wide
+
+
+widen_writer_plain = widen_reader_plain  # the same shape of rule: an MLP's out projection reads [a, a]
+
+block = toy.blocks[0]
+u = torch.randn(32, toy.cfg.d_model)
+with torch.no_grad():
+    old_out = block.mlp(block.ln2(u))  # [32, d]
+    ln2, fc_in, fc_out = widen_ln_plain(block.ln2), widen_reader_plain(block.mlp.fc_in), widen_writer_plain(block.mlp.fc_out)
+    plain_out = fc_out(torch.nn.functional.gelu(fc_in(ln2(torch.cat([u, u], 1)))))  # [32, 2d]
+    lib = gl.widen(toy, 2, noise=0.0).blocks[0]
+    lib_out = lib.mlp(lib.ln2(torch.cat([u, u], 1)))
+print(f"plain widened sub-block vs [y, y]:          max |Δ| = {(plain_out - torch.cat([old_out, old_out], 1)).abs().max():.1e}")
+print(f"plain widened sub-block vs growlib's widen: max |Δ| = {(plain_out - lib_out).abs().max():.1e}")
+
+
+def deepen_plain(model):
+    """One more block at the end: a copy of the last, its two output projections zeroed."""
+    grown = copy.deepcopy(model)
+    new = copy.deepcopy(grown.blocks[-1])
+    with torch.no_grad():
+        for layer in (new.attn.out, new.mlp.fc_out):
+            layer.weight.zero_()
+            layer.bias.zero_()
+    grown.blocks.append(new)
+    return grown
+
+
+ids = torch.randint(0, toy.cfg.vocab_size, (2, 8))
+with torch.no_grad():
+    plain_logits, lib_logits, old_logits = deepen_plain(toy)(ids), gl.deepen(toy, 1)(ids), toy(ids)
+print(f"plain deepened vs the original model:       max |Δlogit| = {(plain_logits - old_logits).abs().max():.1e}")
+print(f"plain deepened vs growlib's deepen:         max |Δlogit| = {(plain_logits - lib_logits).abs().max():.1e}")
 
 # %% [markdown]
 # ## Preservation, layer by layer, for every variant
@@ -111,6 +209,12 @@ for label, res in results.items():
 stacked = gl.deepen(moe, extra, where="end", preserve=False)
 gstack = gl.check_preservation(moe, stacked, tokens, where="end")
 print(f"{'plain G_stack copy':22s} max layer |Δ| {max(gstack.layer_diffs):.2e}   max |Δlogit| {gstack.logit_diff:.2e}")
+
+grown = gl.grow(moe, 2, extra, where="end", verbose=False)
+plots.plot_boundary(("MoE\n(end of phase 2)", session.eval(moe)),
+                    {f"×2, +{extra} end\n(preserving)": session.eval(grown), "plain G_stack\ncopies": session.eval(stacked)},
+                    title="The 2→3 boundary: right after growth")
+del grown
 
 fig, (a, b) = plt.subplots(1, 2, figsize=(13, 4))
 plots.plot_preservation(results, a, title="Function-preserving growth (all below 1e-4)")
@@ -175,13 +279,55 @@ plots.plot_loss(session.history.records, title="Dense → MoE → grown MoE");
 #
 # The recipe's summary: the training-loss jump at each transition (which includes the batch
 # to batch noise of the training loss) and, below it, the exact jump measured on the same
-# validation batches just before and just after the transition.
+# validation batches just before and just after the transition. A phase's *total drop* is its
+# first training batch's loss minus its last one's: two different batches, so in a short phase
+# whose loss is nearly flat it can come out negative without the model getting worse. The
+# *drop (val)* line measures the same thing on the fixed validation batches and is the one to trust.
 
 # %%
 print(gl.boundary_summary(session.state.figures))
+
+# %% [markdown]
+# ## Training and validation loss side by side
+#
+# The training loss is measured on the batches the model is learning from; the validation loss
+# on held-out stories it never trains on. A small gap means the model learned what generalises;
+# a validation loss well above the training loss means it has begun to memorise its training
+# text, which happens when a corpus is small next to the model and the run passes over it
+# several times.
+
+# %%
+t = session.config.train
+for p, r in sorted(session.state.results.items()):
+    last = r.losses[-5:]
+    train_end = sum(last) / len(last)
+    seen = t.steps(p) * t.batch_size * t.seq_len / len(session.data.train)
+    print(f"phase {p}: training loss {train_end:.3f} (mean of the last {len(last)} logged steps), "
+          f"validation {r.eval_loss:.3f}, gap {r.eval_loss - train_end:+.3f}; "
+          f"this phase read {seen:.1f}× the training tokens")
 
 # %% [markdown]
 # ## What the grown model writes
 
 # %%
 print(gl.sample_text(grown, session, tokens=80))
+
+# %% [markdown]
+# ## What this notebook showed
+#
+# Widening keeps a duplicated residual stream duplicated (readers split their columns, writers
+# halve theirs, LayerNorm is blind to duplication, heads are copied whole, the final LayerNorm
+# is divided by the width factor); deepening adds blocks that start as the identity and still
+# learn; every layer of the grown model was checked against the MoE, and the plain G_stack copy
+# was not preserving.
+#
+# ## Exercises
+#
+# Predict first, then measure. Solutions: `99_solutions.ipynb`.
+#
+# 1. **Forget the final LayerNorm.** Widen ×2 but leave $\gamma_f, \beta_f$ as they were. By what
+#    factor do the logits change?
+# 2. **Heads twice as wide.** Duplicate $q$ and $k$ inside each head instead of copying heads.
+#    By what factor does every attention score change?
+# 3. **Zero the wrong thing.** Make the new block's LayerNorms zero instead of its output
+#    projections. Is the new block the identity? (Think about the biases.)

@@ -27,10 +27,18 @@
 # - **(c) dense continued**: the phase-1 model trained on for the compute phase 2 used, against
 #   the upcycled MoE.
 #
-# Compute is counted as training FLOPs: 6 × (active matmul parameters + the output head) plus
-# attention, per token (`gl.training_flops_per_token`). The saving is `1 − F_grown / F_scratch`,
-# where `F_grown` is the compute at which the grown path first reaches the scratch run's final
-# validation loss (negative if growth does not get there).
+# Compute is counted as training FLOPs with notebook 00's rule, $6N$ per token for the weights a
+# token passes through plus attention (`gl.training_flops_per_token`, written $c_p$ for phase
+# $p$'s model at its sequence length). A path of phases that train $T_p$ tokens each costs
+#
+# $$ F = \sum_{p} c_p\,T_p, \qquad T_p = \text{steps}_p \times \text{batch} \times \text{sequence length}, $$
+#
+# and the saving against a baseline that ends at validation loss $\ell^\ast$ after $F_\text{scratch}$ is
+#
+# $$ \text{saving} = 1 - \frac{F_\text{grown}(\ell^\ast)}{F_\text{scratch}}, $$
+#
+# where $F_\text{grown}(\ell^\ast)$ is the compute at which the grown path first reaches
+# $\ell^\ast$ (the saving is negative if growth never gets there).
 
 # %%
 # %matplotlib inline
@@ -130,7 +138,7 @@ for name, r in results.items():
 # Phase 3 re-run from the same trained MoE with one change each: plain G_stack copies instead of
 # function-preserving ones; the new layers interleaved or in the middle instead of at the end; no
 # symmetry-breaking noise; ×1.5 width instead of ×2. Left: the validation loss right after growth
-# (the jump). Right: the loss after phase 3's training, minus the seed recipe's (×2 width, copies
+# (the jump). Right: the loss after phase 3's training, minus the recipe's growth (×2 width, copies
 # of the last layer at the end, noise on); below zero means the variant ended better. With 4
 # layers and 4 new ones, `interleave` and `middle` both copy every layer once: the same model,
 # trained once.
@@ -168,7 +176,7 @@ for name, r in results.items():
 #   models and budgets.
 # - **The ablations barely differ at the end.** The plain G_stack copy starts much higher (the
 #   jump on the left), yet after phase 3's 150 steps every variant ends within about two
-#   hundredths of a nat of the seed's recipe, most within a few thousandths. At this size and
+#   hundredths of a nat of the recipe's growth, most within a few thousandths. At this size and
 #   length, training washes out *how* the model was grown; only the start differs. One seed,
 #   so differences of a few thousandths are within noise.
 #
@@ -176,3 +184,19 @@ for name, r in results.items():
 # short (2 M tokens, not the papers' billions), and the TinyStories sample small (~200 K tokens,
 # so the runs pass over it about ten times). A longer budget, where the from-scratch model reaches
 # its own plateau, is the fairer test; `python -m growlib compare --token-budget N` runs one.
+
+# %% [markdown]
+# ## What this notebook showed
+#
+# How growth's compute is counted ($F = \sum_p c_p T_p$), where the grown path reaches the
+# from-scratch model's final loss, what each phase adds, and which growth variants differ.
+#
+# ## Exercises
+#
+# Predict first, then measure. Solutions: `99_solutions.ipynb`.
+#
+# 1. **Where the compute goes.** From the active parameter counts of the three phases and their
+#    step counts, which phase of the grown path costs the most FLOPs? Compute $c_p T_p$ for each.
+# 2. **Break-even.** How many steps of the final architecture, trained from scratch, cost as much
+#    as the whole grown path?
+

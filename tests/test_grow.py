@@ -57,7 +57,7 @@ def test_heads_are_copied_whole():
 
 
 def test_interleave_placement_is_the_documented_one():
-    # growth-math §4: 7 -> 11 inserts after layers 0, 2, 4, 6
+    # 7 -> 11 interleaved: a copy after every other layer, starting at layer 0 (0, 2, 4, 6)
     assert depth_plan(7, 4, "interleave") == [0, 0, 1, 2, 2, 3, 4, 4, 5, 6, 6]
     assert depth_plan(7, 4, "end") == [0, 1, 2, 3, 4, 5, 6, 6, 6, 6, 6]
     assert depth_plan(7, 2, "middle") == [0, 1, 2, 2, 3, 3, 4, 5, 6]
@@ -67,7 +67,8 @@ def test_seed_growth_messages(capsys):
     grow(build_model(small_config(n_layers=7)), 2, 4)
     out = capsys.readouterr().out.splitlines()
     assert out[0] == "[Bilateral Growth] Scaling x2 width, +4 layers..."
-    assert out[1:5] == [f"  > Initialized Layer {i} as Gstack copy of Layer 6" for i in range(7, 11)]
+    assert out[1:5] == [f"  > Initialized Layer {i} as Gstack copy of Layer 6 (output projections zeroed: "
+                        f"starts as the identity)" for i in range(7, 11)]
     assert out[5] == "✓ Growth Complete. New Config: 96 dim, 11 layers, 8 heads."
 
 

@@ -57,7 +57,8 @@ def boundary_summary(figures: BoundaryFigures) -> str:
         lines.append(f"  Phase {p - 1}→{p} jump          : {f(now.first_loss - before.final_loss)}  {notes[p][0]}")
         if now.exact_jump is not None:
             lines.append(f"  Phase {p - 1}→{p} jump (exact)  : {now.exact_jump:8.1e}  {notes[p][1]}")
-        lines.append(f"  Phase {p} total drop      : {f(now.first_loss - now.final_loss)}")
+        lines.append(f"  Phase {p} total drop      : {f(now.first_loss - now.final_loss)}"
+                     "  ← first minus last training batch: different batches, so it can be < 0")
         if now.val_after is not None and now.val_end is not None:
             lines.append(f"  Phase {p} drop (val)      : {f(now.val_after - now.val_end)}"
                          "  ← same validation batches, start to end of the phase")

@@ -33,14 +33,17 @@ def steps_override() -> int | None:
     return int(raw)
 
 
-def notebook_session(preset: str | None = None, data: str = "auto", verbose: bool = True) -> Session:
-    """A session whose checkpoints live in ``runs/<preset>-<steps>/``, shared by all notebooks."""
+def notebook_session(preset: str | None = None, data: str | None = None, verbose: bool = True) -> Session:
+    """A session whose checkpoints live in ``runs/<preset>-<steps>-<data>/``, shared by all notebooks."""
     preset = preset or default_preset()
+    data = data or "auto"
     steps = steps_override()
     out = RUNS_DIR / run_name(preset, steps, data)
     s = open_session(preset, data=data, steps=steps, out=out, verbose=verbose, fresh_history=False)
     length = "full length" if steps is None else f"shortened to {steps} steps per phase by {STEPS_VAR}"
+    corpus = s.data.source.label
     s.say(f"[notebook] preset {preset!r} on {s.config.device}, {length}; checkpoints in {shown_path(out)}")
+    s.say(f"[notebook] corpus: {corpus}")
     return s
 
 

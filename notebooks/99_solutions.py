@@ -1,0 +1,200 @@
+# ---
+# jupyter:
+#   jupytext:
+#     cell_metadata_filter: -all
+#     formats: ipynb,py:percent
+#     notebook_metadata_filter: kernelspec,jupytext,-jupytext.text_representation.jupytext_version
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 99 · Solutions to the exercises of 01–04
+#
+# Try each exercise in its own notebook first. Every solution here predicts a number with the
+# notebook's derivation, then measures it. Nothing trains: the models are small, built here, and
+# the whole notebook runs in seconds.
+
+# %%
+# %matplotlib inline
+import math
+
+import torch
+import torch.nn.functional as F
+
+import growlib as gl
+
+cpu = gl.get_preset("cpu")
+torch.manual_seed(0)
+
+# %% [markdown]
+# ## 01 · A dense GPT
+#
+# **1. Count by hand.** The formula of notebook 00, $N = Vd + L(4d^2 + 2dh + 9d + h) + 2d$, for
+# the `cpu` preset:
+
+# %%
+c = cpu.model
+d, h, V, L = c.d_model, c.d_mlp, c.vocab_size, c.n_layers
+by_hand = V * d + L * (4 * d * d + 2 * d * h + 9 * d + h) + 2 * d
+model = gl.build_model(c)
+print(f"by hand {by_hand:,}; gl.param_report {gl.param_report(model).total:,}; equal: {by_hand == gl.param_report(model).total}")
+
+# %% [markdown]
+# **2. The first loss.** With nearly equal logits the model's distribution is close to uniform
+# over $V$ tokens, so the cross-entropy is about $\ln V$. Measured on random token ids (an
+# untrained model has not seen any text, so any ids will do):
+
+# %%
+ids = torch.randint(0, V, (8, 64))
+with torch.no_grad():
+    loss = model(ids[:, :-1], ids[:, 1:]).item()
+print(f"predicted ln V = {math.log(V):.3f}; measured {loss:.3f}")
+
+# %% [markdown]
+# **3. The cost of phase 1.** $C \approx 6NT$ with $T$ = steps × batch × sequence length, and
+# the library's per-token figure (which adds attention and counts the tied head as a product):
+
+# %%
+t = cpu.train
+tokens_1 = t.steps(1) * t.batch_size * t.seq_len
+six_nt = 6 * by_hand * tokens_1
+library = gl.training_flops_per_token(c, t.seq_len) * tokens_1
+print(f"T = {tokens_1:,} tokens; 6NT = {six_nt:.3e} FLOPs; gl.training_flops_per_token x T = {library:.3e}")
+
+# %% [markdown]
+# The library's figure is larger by attention: the scores $QK^\top$ and the weighted values are
+# products of activations, not of weights, so $6N$ leaves them out (about $12\,L\,T_\text{ctx}\,d$
+# FLOPs per token, large next to $6N$ at this small width). $N$ itself counts the biases and
+# LayerNorms, which the library leaves out; the embedding matrix counts once, as the head's product.
+#
+# ## 02 · Upcycling
+#
+# **1. The scale at every k.** Predicted $k/E$; measured as the ratio of the upcycled layer's
+# output to the dense MLP's, on random normalised inputs:
+
+# %%
+dense = gl.build_model(c, seed=1)
+mlp = dense.blocks[0].mlp
+u = F.layer_norm(torch.randn(512, d), (d,))  # what the MLP reads: a normalised residual
+with torch.no_grad():
+    y = mlp(u)
+    for k in (1, 2, 4, 8):
+        moe = gl.upcycle(dense, 8, k, router_mode="softmax_topk").blocks[0].mlp
+        ratio = ((moe(u) * y).sum(-1) / (y * y).sum(-1)).mean()
+        print(f"k = {k}: predicted {k / 8:.3f}, measured {ratio:.3f}")
+
+# %% [markdown]
+# Above $k/E$ at small k: a fresh router's scores are small but not zero (standard deviation
+# about $0.02\sqrt d \approx 0.23$ here), and the top k are by definition the largest
+# probabilities. Exactly 1 at $k = E$, where nothing is dropped.
+#
+# **2. Noise on the router.** Still exact. Noise changes *which* experts a token goes to and
+# their gates, but every expert is the same MLP and the gates of the chosen ones still sum to
+# 1, so the output is $\mathrm{MLP}(u)$ whatever was chosen:
+
+# %%
+moe = gl.upcycle(dense, 8, 2).blocks[0].mlp
+router = moe.router
+with torch.no_grad():
+    scores = F.linear(u, router.weight) + torch.randn(len(u), 8)  # noisy scores
+    top, chosen = scores.topk(2, dim=-1)
+    gates = top.softmax(-1)
+    noisy = sum(gates[:, j:j + 1] * mlp(u) for j in range(2))  # every chosen expert is the MLP
+print(f"noisy routing vs the dense MLP: max |Δ| = {(noisy - y).abs().max():.1e}")
+
+# %% [markdown]
+# **3. A perfectly balanced router.** With $f_i = P_i = 1/E$: $E \sum_i \frac{1}{E}\cdot\frac{1}{E} = 1$.
+# With everything on one expert ($f_1 = P_1 = 1$): $E \cdot 1 = E$. Measured with growlib's
+# function:
+
+# %%
+from growlib.moe import switch_balance_loss
+
+n = 800
+balanced_probs = torch.full((n, 8), 1 / 8)
+balanced_ids = torch.arange(n).remainder(8)[:, None]
+collapsed_probs = torch.zeros(n, 8)
+collapsed_probs[:, 0] = 1
+collapsed_ids = torch.zeros(n, 1, dtype=torch.long)
+print(f"balanced: {switch_balance_loss(balanced_probs, balanced_ids, 8):.3f} (predicted 1); "
+      f"collapsed: {switch_balance_loss(collapsed_probs, collapsed_ids, 8):.3f} (predicted 8)")
+
+# %% [markdown]
+# ## 03 · Bilateral growth
+#
+# **1. Forget the final LayerNorm.** The logits are $[e, e]\cdot[\ell, \ell] = 2\,e\cdot\ell$:
+# doubled. Undo growlib's division by 2 and compare:
+
+# %%
+small = gl.build_model(gl.get_preset("tiny").model, seed=2)
+with torch.no_grad():  # a fresh model's biases are zero; a trained model's are not
+    for name, p in small.named_parameters():
+        if name.endswith("bias"):
+            p.normal_(0.0, 0.1)
+ids = torch.randint(0, small.cfg.vocab_size, (2, 16))
+wide = gl.widen(small, 2, noise=0.0)
+with torch.no_grad():
+    wide.ln_f.weight.mul_(2)
+    wide.ln_f.bias.mul_(2)
+    print(f"logits ratio without the division: {(wide(ids) / small(ids)).median():.4f} (predicted 2)")
+
+# %% [markdown]
+# **2. Heads twice as wide.** Duplicating $q$ and $k$ inside a head doubles $q\cdot k$ while the
+# scale only grows by $\sqrt 2$: every score is multiplied by $2/\sqrt2 = \sqrt2$.
+
+# %%
+dh = 16
+q, k = torch.randn(10, dh), torch.randn(10, dh)
+old_scores = q @ k.T / math.sqrt(dh)
+wide_scores = torch.cat([q, q], 1) @ torch.cat([k, k], 1).T / math.sqrt(2 * dh)
+print(f"score ratio {(wide_scores / old_scores).mean():.4f}; predicted sqrt(2) = {math.sqrt(2):.4f}")
+
+# %% [markdown]
+# **3. Zero the wrong thing.** With zero LayerNorms the sub-layers read the zero vector, but the
+# linear layers still add their biases: attention writes its output bias (through the value
+# bias), the MLP writes $W_\text{out}\,\mathrm{GELU}(b_\text{in}) + b_\text{out}$. Not the identity
+# unless every bias is zero:
+
+# %%
+deep = gl.deepen(small, 1, preserve=False)  # a plain copy of the last block, then zero its LayerNorms
+new = deep.blocks[-1]
+with torch.no_grad():
+    for ln in (new.ln1, new.ln2):
+        ln.weight.zero_()
+        ln.bias.zero_()
+    print(f"zeroed LayerNorms: max |Δlogit| = {(deep(ids) - small(ids)).abs().max():.2e} (not the identity)")
+    print(f"zeroed output projections: max |Δlogit| = {(gl.deepen(small, 1)(ids) - small(ids)).abs().max():.2e}")
+
+# %% [markdown]
+# ## 04 · Does growth pay?
+#
+# **1. Where the compute goes.** $c_p T_p$ for each phase of the `cpu` preset's grown path:
+
+# %%
+configs = gl.phase_configs(cpu.model, cpu.growth)
+costs = {}
+for p, cfg_p in configs.items():
+    tokens_p = t.steps(p) * t.batch_size * t.seq_len
+    costs[p] = gl.training_flops_per_token(cfg_p, t.seq_len) * tokens_p
+    active = gl.param_report(gl.build_model(cfg_p, device="meta")).active
+    print(f"phase {p}: {active / 1e6:6.2f} M active, {t.steps(p):4d} steps -> {costs[p]:.3e} FLOPs")
+total = sum(costs.values())
+print("shares:", ", ".join(f"phase {p} {100 * f / total:.0f}%" for p, f in costs.items()))
+
+# %% [markdown]
+# Phase 3 dominates: per token its model costs about 10 times phase 1's, and it trains a quarter
+# as many steps.
+#
+# **2. Break-even.** One step of the final architecture from scratch costs $c_3 \times$ batch
+# $\times$ sequence length:
+
+# %%
+per_step = gl.training_flops_per_token(configs[3], t.seq_len) * t.batch_size * t.seq_len
+print(f"the grown path ({total:.3e} FLOPs) buys {total / per_step:.0f} steps of the big model from scratch")
