@@ -165,6 +165,31 @@ def _wait_for_new_figure(page, explorer, before: str, what: str) -> str:
     raise AssertionError(f"{what}: the figure did not change within {REDRAW_TIMEOUT_S} s")
 
 
+def _drag_to_the_other_end(page, slider) -> None:
+    """Drag the slider's handle to the other end of its track from where it sits.
+
+    The notebook's outputs above the explorer (figures still being laid out) can move the
+    page between measuring the handle and pressing the mouse: scroll the slider into view
+    and measure until two measurements agree first.
+    """
+    slider.scroll_into_view_if_needed()
+    handle, target = slider.locator(".noUi-handle"), slider.locator(".noUi-target")
+    box = handle.bounding_box()
+    for _ in range(20):
+        page.wait_for_timeout(150)
+        again = handle.bounding_box()
+        if again == box:
+            break
+        box = again
+    track = target.bounding_box()
+    y = box["y"] + box["height"] / 2
+    x_to = track["x"] + (0.05 if box["x"] > track["x"] + track["width"] / 2 else 0.95) * track["width"]
+    page.mouse.move(box["x"] + box["width"] / 2, y)
+    page.mouse.down()
+    page.mouse.move(x_to, y, steps=8)
+    page.mouse.up()
+
+
 def _move_every_control(page, explorer) -> list[str]:
     """Drag each slider, click each toggle button, choose each dropdown's next option; the figure must change."""
     moved = []
@@ -174,16 +199,10 @@ def _move_every_control(page, explorer) -> list[str]:
         label = slider.locator(".widget-label").first.inner_text()
         readout = slider.locator(".widget-readout")
         before = readout.inner_text()
-        handle = slider.locator(".noUi-handle")
-        track = slider.locator(".noUi-target").bounding_box()
-        box = handle.bounding_box()
-        y = box["y"] + box["height"] / 2
-        # to the other end of the track from where the handle sits: the value always changes
-        x_to = track["x"] + (0.05 if box["x"] > track["x"] + track["width"] / 2 else 0.95) * track["width"]
-        page.mouse.move(box["x"] + box["width"] / 2, y)
-        page.mouse.down()
-        page.mouse.move(x_to, y, steps=8)
-        page.mouse.up()
+        for attempt in range(2):  # a second try only if the page moved under the mouse (see below)
+            _drag_to_the_other_end(page, slider)
+            if readout.inner_text() != before:
+                break
         assert readout.inner_text() != before, f"slider {label!r}: dragging did not change its value {before}"
         figure = _wait_for_new_figure(page, explorer, figure, f"slider {label!r} {before} -> {readout.inner_text()}")
         moved.append(f"{label} {before}->{readout.inner_text()}")
