@@ -96,6 +96,7 @@ print(f"{'dense model':30s} {'':22s} validation loss {val_dense:.4f}")
 plots.plot_boundary(("dense model\n(end of phase 1)", val_dense), {k.replace(" (", "\n("): v for k, v in val_after.items()},
                     title="The 1→2 boundary: right after upcycling");
 
+
 # %% [markdown]
 # **What to notice:** the default is exact to float rounding (around 1e-6) and its validation
 # loss equals the dense model's. The other two start from a worse loss: they must re-learn
@@ -105,12 +106,17 @@ plots.plot_boundary(("dense model\n(end of phase 1)", val_dense), {k.replace(" (
 # then compare the softmax-then-top-k layer's output with the dense MLP's on the same inputs.
 
 # %%
-captured = {}
-hook = dense.blocks[0].mlp.register_forward_hook(lambda module, inputs, output: captured.update(u=inputs[0]))
-with torch.no_grad():
-    dense(tokens)
-hook.remove()
-u = captured["u"].reshape(-1, dense.cfg.d_model)  # [tokens, d]: block 0's MLP inputs
+def mlp_inputs(model, tokens, layer=0):
+    """[tokens, d]: what block ``layer``'s MLP (or MoE) reads when ``model`` runs on ``tokens``."""
+    captured = {}
+    hook = model.blocks[layer].mlp.register_forward_hook(lambda module, inputs, output: captured.update(u=inputs[0]))
+    with torch.no_grad():
+        model(tokens)
+    hook.remove()
+    return captured["u"].reshape(-1, model.cfg.d_model)
+
+
+u = mlp_inputs(dense, tokens)
 scaled = variants["softmax then top-k"].blocks[0].mlp
 with torch.no_grad():
     y_dense, y_scaled = dense.blocks[0].mlp(u), scaled(u)
@@ -281,13 +287,8 @@ plots.plot_expert_similarity(expert_similarity(moe), title="After phase 2: cosin
 # %%
 from collections import Counter
 
-captured = {}
-hook = moe.blocks[0].mlp.register_forward_hook(lambda module, inputs, output: captured.update(u=inputs[0]))
 with torch.no_grad():
-    moe(tokens)
-hook.remove()
-with torch.no_grad():
-    first_choice = moe.blocks[0].mlp.router(captured["u"].reshape(-1, moe.cfg.d_model))[1][:, 0]  # [tokens]
+    first_choice = moe.blocks[0].mlp.router(mlp_inputs(moe, tokens))[1][:, 0]  # [tokens]
 ids = tokens.reshape(-1).tolist()
 for e in range(cfg.n_experts):
     mine = Counter(t for t, c in zip(ids, first_choice.tolist()) if c == e)
