@@ -14,7 +14,8 @@ Taught in notebook 00. The estimate is analytic (no tensors are built):
 
 The measured peak printed after a phase includes the Python/PyTorch runtime
 and the data; the plan adds that as "runtime", measured when the run starts
-(growlib.harness.measure).
+(growlib.harness.measure). On a CPU it also counts the C heap's slack
+(:data:`HEAP_SLACK`, growlib.harness.allocator).
 """
 
 from __future__ import annotations
@@ -30,6 +31,20 @@ GB = 1e9
 # a plan fits when its total stays below this share of the memory available: the rest is left for
 # the allocator's slack and everything the estimate leaves out
 FITS_HEADROOM = 0.9
+# CPU tensors come from glibc's heap, which a training process keeps (growlib.harness.allocator):
+# at a step's peak it also holds freed blocks that the step's requests did not fit. Measured
+# (peak RSS over 8 steps, less the exact peak of live tensors) at 0.40-0.67 of the bytes a step
+# frees and allocates again, its activations and gradients, for the cpu and recipe presets'
+# phases; `python -m growlib bench memory` prints the estimate against the measured peak.
+HEAP_SLACK = 0.6
+
+
+@dataclass(frozen=True)
+class Overhead:
+    """What a training process holds besides the plan's tensors."""
+
+    runtime: float = 0.0  # bytes: Python, PyTorch and the data, measured when the run starts
+    heap_slack: bool = False  # CPU training: count the C heap's slack
 
 
 @dataclass(frozen=True)
@@ -38,11 +53,12 @@ class MemoryPlan:
     gradients: float
     optimizer: float
     activations: float
+    heap_slack: float = 0.0  # the C heap's freed blocks at the peak (CPU)
     runtime: float = 0.0  # Python, PyTorch and the data, measured when the run starts
 
     @property
     def total(self) -> float:
-        return self.model + self.gradients + self.optimizer + self.activations + self.runtime
+        return self.model + self.gradients + self.optimizer + self.activations + self.heap_slack + self.runtime
 
     def fits(self, available: float) -> bool:
         return self.total < FITS_HEADROOM * available
@@ -54,6 +70,8 @@ class MemoryPlan:
                f"    Gradients:         {fmt(self.gradients)}",
                f"    Optimizer states:  {fmt(self.optimizer)}",
                f"    Activations:       {fmt(self.activations)}"]
+        if self.heap_slack:
+            out.append(f"    C heap slack:      {fmt(self.heap_slack)}")
         if self.runtime:
             out.append(f"    Runtime and data:  {fmt(self.runtime)}")
         out.append(f"    Total:             {fmt(self.total)}")
@@ -67,12 +85,11 @@ def _block_values_per_token(cfg: ModelConfig) -> int:
     """fp32 values one block keeps per token for its backward pass."""
     d, h = cfg.d_model, cfg.d_mlp
     if cfg.is_moe:
-        # growlib.moe saves k sorted inputs, k pre-activations and k expert outputs (k*h + 2*k*d);
-        # another k*h + k*d per block covers backward's [M, h] scratch and gradients and the C
-        # heap's freed blocks that the next allocation cannot reuse (`python -m growlib bench
-        # memory` measures the peak over many steps against this)
+        # growlib.moe saves the k sorted copies of each token and their pre-activations (k*d + k*h),
+        # the k expert outputs for the gates' gradient (k*d), the router's logits and probabilities
+        # (2*E), and two int64 permutations of the k assignments (4*k in fp32 values)
         k = cfg.top_k
-        return 11 * d + 2 * k * h + 3 * k * d + 2 * cfg.n_experts
+        return 11 * d + k * h + 2 * k * d + 2 * cfg.n_experts + 4 * k
     return 11 * d + 2 * h  # the MLP keeps its pre-activation and its GELU output
 
 
@@ -83,6 +100,8 @@ def activation_bytes(cfg: ModelConfig, tokens: int, checkpointing: bool = False,
         blocks = cfg.n_layers * cfg.d_model * tokens * 4 + per_block
     else:
         blocks = cfg.n_layers * per_block
+    if cfg.is_moe:  # one block's backward at a time: the experts' [k*tokens, h] gradient scratch
+        blocks += cfg.top_k * cfg.d_mlp * tokens * 4
     vocab = cfg.vocab_size + (-cfg.vocab_size % PAD_VOCAB_TO)  # the head's rows, padded (growlib.losses)
     copies = 2 if vocab != cfg.vocab_size else 1  # the padded weight copy, and the gradient accumulator
     head = (copies * vocab * cfg.d_model
@@ -103,11 +122,13 @@ def _adafactor_values(cfg: ModelConfig) -> int:
     return total
 
 
-def estimate_memory(cfg: ModelConfig, batch_size: int, seq_len: int, lean: bool = False) -> MemoryPlan:
+def estimate_memory(cfg: ModelConfig, batch_size: int, seq_len: int, lean: bool = False,
+                    overhead: Overhead = Overhead()) -> MemoryPlan:
     """The recipe's memory table for training ``cfg`` at this batch and sequence length.
 
     ``lean`` is :mod:`growlib.lean`: gradients exist one parameter at a time,
-    Adafactor's states are factored, blocks are checkpointed.
+    Adafactor's states are factored, blocks are checkpointed. ``overhead``: what the
+    training process adds (its runtime; on a CPU, the C heap's slack).
     """
     params, _ = analytic_params(cfg)
     tokens = batch_size * seq_len
@@ -115,7 +136,12 @@ def estimate_memory(cfg: ModelConfig, batch_size: int, seq_len: int, lean: bool 
         largest = max(p.numel() for p in build_model(cfg, device="meta").parameters())
         # one parameter's gradient at a time, plus Adafactor's temporaries while it steps
         # (the squared gradient and the update, each the parameter's size)
-        return MemoryPlan(model=4.0 * params, gradients=3 * 4.0 * largest, optimizer=4.0 * _adafactor_values(cfg),
-                          activations=activation_bytes(cfg, tokens, checkpointing=True))
-    return MemoryPlan(model=4.0 * params, gradients=4.0 * params, optimizer=8.0 * params,
-                      activations=activation_bytes(cfg, tokens))
+        gradients, optimizer = 3 * 4.0 * largest, 4.0 * _adafactor_values(cfg)
+        activations = activation_bytes(cfg, tokens, checkpointing=True)
+    else:
+        gradients, optimizer = 4.0 * params, 8.0 * params
+        activations = activation_bytes(cfg, tokens)
+    # a step frees its activations and gradients and allocates them again (zero_grad sets them to None)
+    slack = HEAP_SLACK * (activations + gradients) if overhead.heap_slack else 0.0
+    return MemoryPlan(model=4.0 * params, gradients=gradients, optimizer=optimizer, activations=activations,
+                      heap_slack=slack, runtime=overhead.runtime)

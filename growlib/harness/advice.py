@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from ..budget import phase_configs
 from ..config import GrowthConfig, ModelConfig
-from ..memory import FITS_HEADROOM, GB, MemoryPlan, estimate_memory
+from ..memory import FITS_HEADROOM, GB, MemoryPlan, Overhead, estimate_memory
 
 # (label, growth changes, batch divisor, lean): the options the recipe suggests, in its order
 OPTIONS = [("batch 8 -> 4", {}, 2, False),
@@ -31,14 +31,14 @@ def _phase3(model_cfg: ModelConfig, growth: GrowthConfig, change: dict) -> Model
 
 
 def recommendations(model_cfg: ModelConfig, growth: GrowthConfig, batch_size: int, seq_len: int,
-                    available: float, runtime: float = 0.0) -> list[str]:
+                    available: float, overhead: Overhead = Overhead()) -> list[str]:
     """Phase 3's memory under each of the recipe's options, against ``available`` bytes."""
     lines = [f"  Recommendations for {available / GB:.1f} GB (phase 3 totals):"]
     for label, change, divisor, lean in OPTIONS:
         cfg = _phase3(model_cfg, growth, change)
         if cfg is None:
             continue
-        plan = dataclasses.replace(estimate_memory(cfg, batch_size // divisor or 1, seq_len, lean=lean), runtime=runtime)
+        plan = estimate_memory(cfg, batch_size // divisor or 1, seq_len, lean=lean, overhead=overhead)
         lines.append(f"    {label:<48s} {plan.total / GB:6.1f} GB  {'✅ fits' if plan.fits(available) else '✗'}")
     return lines
 
@@ -76,13 +76,12 @@ def lean_mode(value: str | bool) -> str:
     return value
 
 
-def plan_run(configs: dict[int, ModelConfig], batch_size: int, seq_len: int, runtime: float, available: float,
+def plan_run(configs: dict[int, ModelConfig], batch_size: int, seq_len: int, overhead: Overhead, available: float,
              mode: str) -> dict[int, PhasePlan]:
     """Each phase's plan; ``auto`` trains a phase lean exactly when its AdamW plan does not fit."""
     plans = {}
     for phase, cfg in configs.items():
-        adamw, lean = (dataclasses.replace(estimate_memory(cfg, batch_size, seq_len, lean=x), runtime=runtime)
-                       for x in (False, True))
+        adamw, lean = (estimate_memory(cfg, batch_size, seq_len, lean=x, overhead=overhead) for x in (False, True))
         chosen = mode == "always" or (mode == "auto" and not adamw.fits(available))
         plans[phase] = PhasePlan(phase, adamw, lean, chosen)
     return plans
@@ -92,12 +91,13 @@ def run_plan_lines(plans: dict[int, PhasePlan], available: float, device: str) -
     """The three phases' plans side by side, against what ``device`` can give now."""
     g = lambda b: f"{b / GB:7.2f}"
     lines = [f"  Memory plan of the run, in GB ({device}: {available / GB:.1f} GB available now):",
-             "    phase  mode     model  gradients  optimizer  activations  runtime    total"]
+             "    phase  mode     model  gradients  optimizer  activations  heap slack  runtime    total"]
     for p in plans.values():
         m = p.chosen
         verdict = "✅ fits" if m.fits(available) else "⚠️ does NOT fit"
         lines.append(f"    {p.phase:>5}  {'lean ' if p.lean_chosen else 'AdamW'}  {g(m.model)}  {g(m.gradients):>9}"
-                     f"  {g(m.optimizer):>9}  {g(m.activations):>11}  {g(m.runtime)}  {g(m.total)}  {verdict}")
+                     f"  {g(m.optimizer):>9}  {g(m.activations):>11}  {g(m.heap_slack):>10}  {g(m.runtime)}  {g(m.total)}"
+                     f"  {verdict}")
     for p in plans.values():
         if p.lean_chosen and not p.adamw.fits(available):
             lines.append(f"  [memory] phase {p.phase} trains in lean mode ({LEAN_WHAT}): with AdamW it would need "
@@ -106,7 +106,7 @@ def run_plan_lines(plans: dict[int, PhasePlan], available: float, device: str) -
 
 
 def check_run_fits(plans: dict[int, PhasePlan], available: float, mode: str, model_cfg: ModelConfig,
-                   growth: GrowthConfig, batch_size: int, seq_len: int, runtime: float) -> None:
+                   growth: GrowthConfig, batch_size: int, seq_len: int, overhead: Overhead) -> None:
     """Refuse, before phase 1, a run with a phase that does not fit even the way it was chosen to train."""
     if mode == "never":
         return  # asked for: each phase warns before it starts, as the recipe does
@@ -115,11 +115,11 @@ def check_run_fits(plans: dict[int, PhasePlan], available: float, mode: str, mod
             raise NotEnoughMemory(f"phase {p.phase} is planned at {p.chosen.total / GB:.2f} GB even in lean mode: "
                                   f"it does not fit in the {available / GB:.2f} GB this device can give "
                                   f"(a plan keeps {1 - FITS_HEADROOM:.0%} of it free); "
-                                  + best_option(model_cfg, growth, batch_size, seq_len, available, runtime))
+                                  + best_option(model_cfg, growth, batch_size, seq_len, available, overhead))
 
 
 def best_option(model_cfg: ModelConfig, growth: GrowthConfig, batch_size: int, seq_len: int, available: float,
-                runtime: float) -> str:
+                overhead: Overhead) -> str:
     """The smallest change of the recipe's options (in lean mode) that makes phase 3 fit, as advice."""
     tries = [("--scale-factor 1.5", {"scale_factor": 1.5}), ("--extra-layers 2", {"extra_layers": 2}),
              ("--scale-factor 1.5 --extra-layers 2", {"scale_factor": 1.5, "extra_layers": 2})]
@@ -128,7 +128,7 @@ def best_option(model_cfg: ModelConfig, growth: GrowthConfig, batch_size: int, s
         if cfg is None:
             continue
         for batch in (batch_size, batch_size // 2):
-            total = estimate_memory(cfg, max(1, batch), seq_len, lean=True).total + runtime
+            total = estimate_memory(cfg, max(1, batch), seq_len, lean=True, overhead=overhead).total
             if total < FITS_HEADROOM * available:
                 return (f"it fits with {flags} (phase 3 {total / GB:.1f} GB in lean mode"
                         + (f", batch {batch})" if batch != batch_size else ")"))

@@ -3,8 +3,9 @@
 - ``peak``: this machine's fp32 matmul rate, the best over square and transformer-shaped products.
 - ``steps``: training steps of the cpu preset and of the recipe's dense and MoE models, as a
   fraction of that peak, with tokens per second and peak memory against the estimate; the
-  recipe's dense step three times, each right after its own peak measurement (the median is
-  reported). Its JSON keys ``seed_*`` name the recipe's models (the names scripts know).
+  recipe's dense and MoE steps three times each, each right after its own peak measurement
+  (the medians are reported). Its JSON keys ``seed_*`` name the recipe's models (the names
+  scripts know).
 - ``moe``: forward+backward of the MoE layer at the recipe's shapes (d 832, hidden
   3328, 8 experts, top-2, 2048 tokens, fp32) against a dense MLP with the same
   active FLOPs (hidden 6656) and against the Mixtral-style loop over experts.
@@ -33,10 +34,11 @@ from ..budget import phase_configs
 from ..config import get_preset
 from ..grow import grow
 from ..lean import OptimizerInBackward, free_model
-from ..memory import estimate_memory
+from ..memory import Overhead, estimate_memory
 from ..model import build_model
 from ..moe import MoE
 from ..train import make_optimizer, train_step
+from .allocator import keep_freed_memory_for_reuse
 from .measure import current_rss, measured_peak, reset_peak, warm_up_runtime
 
 
@@ -166,30 +168,33 @@ def bench_matmul_peak(repeats: int = 5) -> dict:
 
 
 def _fresh_phase(preset: str, phase: int, seed: int):
-    """One phase's model and AdamW in this (fresh) process, the peak reset after the runtime's warm-up.
+    """One phase's model and AdamW in this (fresh) process, set up as ``run`` sets up a CPU training.
 
-    Returns (model config, train config, RSS before the model, model, optimizer, token generator).
+    The heap keeps freed memory for reuse (harness.allocator) and the peak is reset after the
+    runtime's warm-up. Returns (model config, train config, what the process adds to the plan,
+    model, optimizer, token generator).
     """
     p = get_preset(preset)
     cfg = phase_configs(p.model, p.growth)[phase]
+    heap = keep_freed_memory_for_reuse()
     warm_up_runtime()
-    base = current_rss()
+    overhead = Overhead(runtime=current_rss(), heap_slack=heap)
     reset_peak("cpu")
     model = build_model(cfg, seed=seed)
     opt = make_optimizer(model, 1e-4, p.train.weight_decay, "cpu")
-    return cfg, p.train, base, model, opt, torch.Generator().manual_seed(seed)
+    return cfg, p.train, overhead, model, opt, torch.Generator().manual_seed(seed)
 
 
 def _step_worker(preset: str, phase: int, steps: int) -> dict:
-    """Fresh process: time ``steps`` training steps of one phase's model at its preset's batch."""
-    cfg, t, base, model, opt, gen = _fresh_phase(preset, phase, seed=0)
-    x, y = torch.randint(0, cfg.vocab_size, (2, t.batch_size, t.seq_len), generator=gen)
+    """Fresh process: time ``steps`` training steps of one phase's model at its preset's batch.
+
+    Each is :func:`growlib.train_step`, the step a run takes (a MoE's auxiliary losses included).
+    """
+    cfg, t, overhead, model, opt, gen = _fresh_phase(preset, phase, seed=0)
+    batch = tuple(torch.randint(0, cfg.vocab_size, (2, t.batch_size, t.seq_len), generator=gen))
 
     def step():
-        opt.zero_grad(set_to_none=True)
-        model(x, y).backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), t.grad_clip)
-        opt.step()
+        train_step(model, opt, batch, t.aux_loss_coef, t.z_loss_coef, t.grad_clip)
 
     step()  # warm-up: allocates the optimizer state
     times = [_time(step, repeats=1, warmup=0) for _ in range(steps)]
@@ -197,7 +202,7 @@ def _step_worker(preset: str, phase: int, steps: int) -> dict:
     flops = training_flops_per_token(cfg, t.seq_len) * tokens
     sec = statistics.median(times)
     peak, _ = measured_peak("cpu")
-    estimate = estimate_memory(cfg, t.batch_size, t.seq_len).total + base
+    estimate = estimate_memory(cfg, t.batch_size, t.seq_len, overhead=overhead).total
     return {"step_seconds": sec, "step_gflops": flops / sec / 1e9, "tokens_per_second": tokens / sec,
             "peak_rss_gb": peak / 1e9, "estimate_gb": estimate / 1e9, "step_times": times}
 
@@ -210,31 +215,46 @@ def _in_subprocess(worker: str, *args) -> dict:
     return json.loads(res.stdout.strip().splitlines()[-1])
 
 
-def bench_steps(dense_runs: int = 3) -> dict:
+def _recipe_step_runs(key: str, phase: int, steps: int, runs: int) -> tuple[dict, list[float], list[float], list[dict]]:
+    """The recipe's ``phase`` step measured ``runs`` times, each right after its own matmul peak.
+
+    Returns (the run whose fraction of its peak is the median, with its peak added), the peaks, the fractions, all runs.
+    """
+    peaks, fractions, results = [], [], []
+    for i in range(runs):
+        peaks.append(bench_matmul_peak()["matmul_peak_gflops"])
+        r = _in_subprocess("_step_worker", "recipe", phase, steps)
+        results.append(r)
+        fractions.append(r["step_gflops"] / peaks[-1])
+        print(f"  {key} run {i + 1}: peak {peaks[-1]:.1f} GFLOP/s, step {r['step_seconds']:.2f} s, "
+              f"{r['step_gflops']:.1f} GFLOP/s = {fractions[-1]:.3f} of peak", flush=True)
+    median = sorted(range(runs), key=lambda i: fractions[i])[runs // 2]
+    return {**results[median], "matmul_peak_gflops": peaks[median]}, peaks, fractions, results
+
+
+def bench_steps(recipe_runs: int = 3) -> dict:
     """Training steps of the cpu preset and of the recipe's dense and MoE models, against the matmul peak.
 
-    The recipe's dense step is measured ``dense_runs`` times, each right after its own
-    peak measurement; ``seed_dense_step_fraction_of_peak`` is the median of those fractions.
+    The recipe's dense and MoE steps are each measured ``recipe_runs`` times, each right after
+    its own peak measurement; their ``*_step_fraction_of_peak`` is the median of those fractions.
+    The cpu preset's steps are compared with the peak of the dense median run.
     """
     out: dict = {}
-    fractions, peaks, runs = [], [], []
-    for _ in range(dense_runs):
-        peaks.append(bench_matmul_peak()["matmul_peak_gflops"])
-        r = _in_subprocess("_step_worker", "recipe", 1, 3)
-        runs.append(r)
-        fractions.append(r["step_gflops"] / peaks[-1])
-        print(f"  recipe dense run {len(peaks)}: peak {peaks[-1]:.1f} GFLOP/s, step {r['step_seconds']:.2f} s, "
-              f"{r['step_gflops']:.1f} GFLOP/s = {fractions[-1]:.3f} of peak", flush=True)
-    median = sorted(range(dense_runs), key=lambda i: fractions[i])[dense_runs // 2]
-    peak = peaks[median]
-    out["matmul_peak_gflops"] = peak  # the peak of the run whose fraction is the median
-    out["seed_runsmatmul_peak_gflops"] = peaks
-    out["seed_runsstep_seconds"] = [r["step_seconds"] for r in runs]
-    out["seed_runsfraction_of_peak"] = fractions
-    out["seed_dense_step_fraction_of_peak"] = fractions[median]
+    chosen = {}
+    for key, phase, steps in (("seed_dense", 1, 3), ("seed_moe", 2, 2)):
+        chosen[key], peaks, fractions, runs = _recipe_step_runs(key, phase, steps, recipe_runs)
+        out[f"{key}_runs_matmul_peak_gflops"] = peaks
+        out[f"{key}_runs_step_seconds"] = [r["step_seconds"] for r in runs]
+        out[f"{key}_runs_fraction_of_peak"] = fractions
+        if key == "seed_dense":  # the earlier names of the dense runs' lists
+            out["seed_runsmatmul_peak_gflops"] = peaks
+            out["seed_runsstep_seconds"] = out["seed_dense_runs_step_seconds"]
+            out["seed_runsfraction_of_peak"] = fractions
+    out["matmul_peak_gflops"] = chosen["seed_dense"]["matmul_peak_gflops"]
     for key, preset, phase, steps in (("cpu_dense", "cpu", 1, 10), ("cpu_grown", "cpu", 3, 3),
                                       ("seed_dense", "recipe", 1, 3), ("seed_moe", "recipe", 2, 2)):
-        r = runs[median] if key == "seed_dense" else _in_subprocess("_step_worker", preset, phase, steps)
+        r = chosen.get(key) or _in_subprocess("_step_worker", preset, phase, steps)
+        peak = r.get("matmul_peak_gflops", out["matmul_peak_gflops"])
         out[f"{key}_step_seconds"] = r["step_seconds"]
         out[f"{key}_tokens_per_second"] = r["tokens_per_second"]
         out[f"{key}_step_gflops"] = r["step_gflops"]
@@ -251,13 +271,14 @@ def _lean_phase3_worker(steps: int = 1) -> dict:
     One step already holds the peak: Adafactor's factored states are made in it.
     """
 
+    heap = keep_freed_memory_for_reuse()
     warm_up_runtime()
     p = get_preset("recipe")
     cfgs = phase_configs(p.model, p.growth)
     t = p.train
     gen = torch.Generator().manual_seed(0)
     x, y = torch.randint(0, cfgs[3].vocab_size, (2, t.batch_size, t.seq_len), generator=gen)
-    base = current_rss()
+    overhead = Overhead(runtime=current_rss(), heap_slack=heap)
     moe = build_model(cfgs[2], seed=0)
     grown = grow(moe, p.growth.scale_factor, p.growth.extra_layers, verbose=False)
     free_model(moe)
@@ -273,7 +294,7 @@ def _lean_phase3_worker(steps: int = 1) -> dict:
         times.append(time.perf_counter() - start)
     train_peak, _ = measured_peak("cpu")
     opt.remove()
-    estimate = estimate_memory(cfgs[3], t.batch_size, t.seq_len, lean=True).total + base
+    estimate = estimate_memory(cfgs[3], t.batch_size, t.seq_len, lean=True, overhead=overhead).total
     return {"lean_phase3_params": sum(q.numel() for q in grown.parameters()),
             "lean_phase3_peak_rss_gb": _peak_rss_gb(),  # the whole process: growth included
             "lean_phase3_train_peak_rss_gb": train_peak / 1e9,
@@ -289,14 +310,14 @@ def phase_peaks(preset: str, phase: int, checkpoints: tuple[int, ...], seed: int
     A plan made before the phase holds only if the peak stops growing once every
     buffer exists: the ratio of the last checkpoint's peak to the first shows it.
     """
-    cfg, t, base, model, opt, gen = _fresh_phase(preset, phase, seed)
+    cfg, t, overhead, model, opt, gen = _fresh_phase(preset, phase, seed)
     peaks = {}
     for step in range(1, max(checkpoints) + 1):
         batch = torch.randint(0, cfg.vocab_size, (2, t.batch_size, t.seq_len), generator=gen)
         train_step(model, opt, tuple(batch), t.aux_loss_coef, t.z_loss_coef, t.grad_clip)
         if step in checkpoints:
             peaks[step] = measured_peak("cpu")[0]
-    estimate = estimate_memory(cfg, t.batch_size, t.seq_len).total + base
+    estimate = estimate_memory(cfg, t.batch_size, t.seq_len, overhead=overhead).total
     first, last = peaks[min(checkpoints)], peaks[max(checkpoints)]
     return {"peaks_gb": {str(k): v / 1e9 for k, v in peaks.items()}, "estimate_gb": estimate / 1e9,
             "last_over_first": last / first, "estimate_over_measured": estimate / last}

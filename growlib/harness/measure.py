@@ -7,9 +7,6 @@ smaller machine's plan, and in tests).
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
-import gc
 import os
 import resource
 
@@ -78,30 +75,6 @@ def warm_up_runtime() -> None:
     x = torch.randint(0, 64, (2, 16))
     model(x, x).backward()
     opt.step()
-
-
-def release_freed_memory() -> None:
-    """Give back to the system what Python and the C allocator hold but no longer use.
-
-    PyTorch's CPU tensors come from the C library's ``malloc``. When a tensor is freed,
-    glibc keeps the block in its heap for reuse, and the process's resident memory does
-    not drop. A new phase allocates other sizes (a model twice as wide) and cannot reuse
-    much of what the last phase left there, so without this the blocks left over would
-    count in the new phase's peak. ``malloc_trim`` returns the unused pages of every heap.
-    Called between phases (a few milliseconds); elsewhere than glibc, only the collection.
-    """
-    gc.collect()
-    trim = _malloc_trim()
-    if trim is not None:
-        trim(0)
-
-
-def _malloc_trim():
-    name = ctypes.util.find_library("c")
-    try:
-        return getattr(ctypes.CDLL(name), "malloc_trim") if name else None
-    except (OSError, AttributeError):  # musl, macOS: no malloc_trim
-        return None
 
 
 def current_rss() -> float:

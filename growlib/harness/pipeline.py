@@ -27,11 +27,13 @@ from ..tokenizer import load_tokenizer
 from ..device import pick_device
 from ..grow import grow, widened_config
 from ..lean import free_model
+from ..memory import Overhead
 from ..model import GPT, build_model
 from ..train import History, PhaseResult
 from ..upcycle import upcycle
 from ..verify import check_preservation
 from .advice import LEAN_WHAT, check_run_fits, lean_mode, plan_run, run_plan_lines
+from .allocator import keep_freed_memory_for_reuse
 from .console import boundary_summary, phase_banner, section_banner
 from .measure import available_memory, current_rss, warm_up_runtime
 from .paths import shown_path
@@ -97,21 +99,22 @@ def open_session(preset: str | Preset = "cpu", data: str = "auto", steps: int | 
                            checkpoint_every=checkpoint_every,
                            lean_mode=mode, verbose=verbose)
     s = Session(settings, token_data, History(history_path), token_data.val_batches(tcfg.eval_batches, tcfg.batch_size))
+    heap = dev == "cpu" and keep_freed_memory_for_reuse()  # no page faults after the first step (harness.allocator)
     if not dev.startswith("cuda"):
         warm_up_runtime()
-        s.state.runtime_bytes = current_rss()
+        s.state.overhead = Overhead(runtime=current_rss(), heap_slack=heap)
     _plan_run(s)
     return s
 
 
 def _plan_run(s: Session) -> None:
     """Which phases train lean, decided before phase 1; a run that cannot fit is refused here."""
-    c, runtime = s.config, s.state.runtime_bytes
+    c, overhead = s.config, s.state.overhead
     available = available_memory(c.device)
     configs = phase_configs(c.preset.model, c.growth)
-    s.state.run_plan = plan_run(configs, c.train.batch_size, c.train.seq_len, runtime, available, c.lean_mode)
+    s.state.run_plan = plan_run(configs, c.train.batch_size, c.train.seq_len, overhead, available, c.lean_mode)
     check_run_fits(s.state.run_plan, available, c.lean_mode, c.preset.model, c.growth, c.train.batch_size,
-                   c.train.seq_len, runtime)
+                   c.train.seq_len, overhead)
 
 
 def say_run_plan(s: Session) -> None:

@@ -18,12 +18,13 @@ import torch
 from ..checkpoint import save_checkpoint
 from ..config import GrowthConfig, Preset, TrainConfig
 from ..data import TokenData
-from ..memory import MemoryPlan
+from ..memory import MemoryPlan, Overhead
 from ..model import GPT
 from ..train import History, PhaseHooks, PhaseResult, PhaseSchedule, evaluate, train_phase
 from ..verify import Preservation
 from .advice import LEAN_WHAT, NotEnoughMemory, PhasePlan, best_option, recommendations
-from .measure import available_memory, measured_peak, release_freed_memory, reset_peak
+from .allocator import release_freed_memory
+from .measure import available_memory, measured_peak, reset_peak
 from .paths import shown_path
 from .records import BoundaryFigures
 from .resume import ROLLING, ResumePoint, optimizer_tensors, write_state
@@ -59,7 +60,7 @@ class RunState:
     results: dict[int, PhaseResult] = field(default_factory=dict)
     preservation: dict[int, Preservation] = field(default_factory=dict)
     figures: BoundaryFigures = field(default_factory=BoundaryFigures)
-    runtime_bytes: float = 0.0  # memory in use before any model (runtime and data), for the plans
+    overhead: Overhead = Overhead()  # what the process holds besides the plans' tensors (runtime and data, heap)
     run_plan: dict[int, PhasePlan] = field(default_factory=dict)  # made before phase 1: which phases train lean
     peaks: dict[int, float] = field(default_factory=dict)
 
@@ -158,7 +159,7 @@ class Session:
             self.say(f"  ⚠️  phase {phase} is estimated at {plan.total / 1e9:.1f} GB, more than this machine's "
                      f"{available / 1e9:.1f} GB can give: expect an out-of-memory error or heavy swapping")
             for line in recommendations(c.preset.model, c.growth, c.train.batch_size, c.train.seq_len, available,
-                                        self.state.runtime_bytes):
+                                        self.state.overhead):
                 self.say(line)
         release_freed_memory()  # the last phase's freed blocks are not this phase's peak
         reset_peak(c.device)
@@ -184,7 +185,7 @@ class Session:
         c = self.config
         lean = self.train_config(phase).lean
         advice = ("try a smaller growth: " + best_option(c.preset.model, c.growth, c.train.batch_size, c.train.seq_len,
-                                                          available_memory(c.device), self.state.runtime_bytes)
+                                                          available_memory(c.device), self.state.overhead)
                   if lean else f"resume with --lean ({LEAN_WHAT})")
         return NotEnoughMemory(f"phase {phase} stopped before training: {why}; {advice}")
 
