@@ -147,6 +147,14 @@ plots.plot_budget(reports, title="The recipe's three phases");
 # Training in fp32 with AdamW needs, per parameter, 4 bytes for the weight, 4 for its gradient
 # and 8 for the optimizer's two moments: 16 bytes. Activations (what the forward pass keeps for
 # the backward pass) come on top and grow with batch × sequence length.
+#
+# On a plain CPU, `python -m growlib run` adds two lines to this table. *Runtime and data*:
+# what Python, PyTorch and the corpus hold, measured when the run starts. *C heap slack*: CPU
+# tensors come from the C library's `malloc`, and a training process keeps the memory a step
+# frees, so the next step reuses it without asking the kernel for fresh pages; at the peak the
+# heap also holds freed blocks that none of the step's requests fitted. Measured here at
+# 0.4–0.67 of what a step frees and allocates again (its activations and gradients), the plan
+# counts 0.6 of it (`growlib.memory.HEAP_SLACK`; `growlib/harness/allocator.py` says how).
 
 # %%
 configs = gl.phase_configs(recipe.model, recipe.growth)

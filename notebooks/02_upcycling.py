@@ -322,6 +322,16 @@ print(gl.sample_text(moe, session, tokens=80))
 # probability mass (predicted $k/E$, measured above); the plain loop and growlib's sorted experts
 # compute the same layer; and at the first step only the auxiliary losses move the router.
 #
+# ## The papers
+#
+# - Sparse Upcycling: Komatsuzaki et al., *Sparse Upcycling: Training Mixture-of-Experts from
+#   Dense Checkpoints*, ICLR 2023, <https://arxiv.org/abs/2212.05055>.
+# - Switch Transformer: Fedus, Zoph and Shazeer, *Switch Transformers: Scaling to Trillion
+#   Parameter Models with Simple and Efficient Sparsity*, JMLR 2022,
+#   <https://arxiv.org/abs/2101.03961> (the load-balancing loss).
+# - ST-MoE: Zoph et al., *ST-MoE: Designing Stable and Transferable Sparse Expert Models*, 2022,
+#   <https://arxiv.org/abs/2202.08906> (the router z-loss).
+#
 # ## Exercises
 #
 # Predict first, then measure. Solutions: `99_solutions.ipynb`.

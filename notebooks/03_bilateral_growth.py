@@ -100,6 +100,19 @@ plots.weights_colorbar(fig, axes);
 # rows, and every LayerNorm rescales its gain by √s and its eps by s = d/d′ (each LayerNorm
 # keeps its own eps). The output of every LayerNorm is then `[LN(x), 0]`: exact.
 #
+# Why those numbers. Write the widened vector as $x' = [x,\ \mu\mathbf{1}_{d'-d}]$, where
+# $\mu = \tfrac1d\sum_i x_i$ and $\sigma^2 = \tfrac1d\sum_i (x_i-\mu)^2$. Its mean is unchanged,
+# $$\mu' = \tfrac{1}{d'}\big(d\mu + (d'-d)\mu\big) = \mu,$$
+# and the extra entries add nothing to the squared deviations, so its variance shrinks by $s = d/d'$:
+# $$\sigma'^2 = \tfrac{1}{d'}\Big(\sum_{i\le d}(x_i-\mu)^2 + 0\Big) = s\,\sigma^2 .$$
+# With $\epsilon' = s\,\epsilon$ the normaliser is $\sqrt{s\sigma^2 + s\epsilon} = \sqrt{s}\,\sqrt{\sigma^2+\epsilon}$, so on the
+# first $d$ entries a gain $\gamma'_i = \sqrt{s}\,\gamma_i$ gives back exactly
+# $\gamma_i\,(x_i-\mu)/\sqrt{\sigma^2+\epsilon} + \beta_i$, and on the extra entries $(\mu-\mu) = 0$ with a zero bias
+# gives 0. Readers take $[W;\,0]$ (zero columns for the extra entries) and see $\mathrm{LN}(x)$.
+# The invariant "extra entries = the mean" must survive every residual addition: a writer whose
+# update is $u$ adds $[u,\ \bar u\,\mathbf 1]$ when its extra output rows are the mean of its rows
+# ($\bar u$ is linear in $u$), and the embedding rows are extended the same way.
+#
 # ## Depth +n: zeroed output projections
 #
 # A copy of a block added to a residual network computes $x + f(x)$ a second time: not the same
@@ -320,6 +333,21 @@ print(gl.sample_text(grown, session, tokens=80))
 # is divided by the width factor); deepening adds blocks that start as the identity and still
 # learn; every layer of the grown model was checked against the MoE, and the plain G_stack copy
 # was not preserving.
+#
+# ## The papers
+#
+# - Net2Net: Chen, Goodfellow and Shlens, *Net2Net: Accelerating Learning via Knowledge
+#   Transfer*, ICLR 2016, <https://arxiv.org/abs/1511.05641> (function-preserving widening and deepening).
+# - bert2BERT: Chen et al., *bert2BERT: Towards Reusable Pretrained Language Models*, ACL 2022,
+#   <https://arxiv.org/abs/2110.07143> (Net2Net's width rules for transformers).
+# - LEMON: Wang et al., *LEMON: Lossless model expansion*, ICLR 2024,
+#   <https://arxiv.org/abs/2310.07999> (exact width growth with LayerNorm, average expansion).
+# - HyperCloning: Samragh et al., *Scaling Smart: Accelerating Large Language Model Pre-training
+#   with Small Model Initialization*, 2024, <https://arxiv.org/abs/2409.12903> (×n width by copying).
+# - G_stack: Du et al., *Stacking Your Transformers: A Closer Look at Model Growth for Efficient
+#   LLM Pre-Training*, NeurIPS 2024, <https://arxiv.org/abs/2405.15319> (depth by stacking copies).
+# - LLaMA Pro: Wu et al., *LLaMA Pro: Progressive LLaMA with Block Expansion*, ACL 2024,
+#   <https://arxiv.org/abs/2401.02415> (identity blocks with zeroed output projections).
 #
 # ## Exercises
 #
