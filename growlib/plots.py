@@ -157,6 +157,29 @@ def plot_expert_similarity(similarity, title: str = "How alike the experts are")
     return fig
 
 
+def plot_clone_divergence(traces: dict[str, list[float]], title: str = "Widened units and their copies"):
+    """1 - cosine similarity of each hidden unit's incoming weights with its copy's, against the step.
+
+    ``traces``: label -> similarity after 0, 1, 2, ... steps (growlib.symmetry.clone_similarity).
+    A trace that stays at exactly 1 (clones) has nothing to draw on the log axis; say so in the label.
+    """
+    fig, ax = plt.subplots(figsize=(7, 3.5))
+    for label, sims in traces.items():
+        gap = 1.0 - np.asarray(sims, dtype=float)
+        if (gap > 0).all():
+            ax.plot(np.arange(len(gap)), gap, marker=".", label=label)
+        else:
+            ax.plot([], [], " ", label=f"{label}: 1 - cos = 0 at every step")
+    _log_y(ax)
+    ax.set_xlabel("training step after widening")
+    ax.set_ylabel("1 - cos(unit, its copy)")
+    ax.xaxis.set_major_locator(ticker.MaxNLocator(integer=True))
+    ax.legend(fontsize=8)
+    ax.set_title(title, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
 def weights_colorbar(fig, axes, label: str = "weight value"):
     """One colorbar for a row of :func:`draw_matrix` panels drawn on a shared scale (the first panel's)."""
     return fig.colorbar(axes[0].images[0], ax=list(axes), shrink=0.85, label=label)

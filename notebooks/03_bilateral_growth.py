@@ -320,6 +320,61 @@ for p, r in sorted(session.state.results.items()):
           f"this phase read {seen:.1f}× the training tokens")
 
 # %% [markdown]
+# ## Symmetry breaking, measured
+#
+# After widening, hidden unit $j$ and its copy $j'$ have the same incoming weights up to the
+# split noise, and the same outgoing weights (each half of the original). Without noise they
+# are exact clones: both compute $a = \mathrm{gelu}(w^\top x + b)$ for every token, so the
+# gradients of their incoming weights are
+# $$\frac{\partial L}{\partial w_j} = \sum_t \frac{\partial L}{\partial a_{j,t}}\,\mathrm{gelu}'(w_j^\top x_t + b_j)\,x_t
+#   = \frac{\partial L}{\partial w_{j'}},$$
+# because $\partial L/\partial a_{j,t} = v_j^\top g_t$ with equal outgoing rows $v_j = v_{j'}$. Equal
+# gradients give equal AdamW steps, so the two stay clones at every step and the wide layer
+# computes no more than the narrow one did. Noise makes $w_j \ne w_{j'}$ at the start; whether
+# training then pulls them apart is a question to measure. Below, the session's MoE is widened ×2
+# three times (split noise 0, the default, and ten times the default) and each is trained for
+# the same steps on the same batches at phase 3's learning rate; after every step, the mean over
+# all units, experts and layers of $1 - \cos(w_j, w_{j'})$.
+
+# %%
+t3 = session.train_config(3)
+noises = {"no noise": 0.0, f"noise {session.config.growth.noise}": session.config.growth.noise,
+          f"noise {10 * session.config.growth.noise:g}": 10 * session.config.growth.noise}
+probe_steps = min(30, t3.steps(3))
+traces = {}
+for label, noise in noises.items():
+    wide = gl.widen(moe, 2.0, noise=noise)
+    pairs = gl.clone_pairs(moe.cfg.d_mlp, wide.cfg.d_mlp)  # (unit, its copy)
+    opt = gl.make_optimizer(wide, t3.lr(3), t3.weight_decay, session.config.device)
+    traces[label] = [gl.clone_similarity(wide, pairs)]
+    for step in range(probe_steps):
+        batch = tuple(b.to(session.config.device) for b in session.data.train_batch(t3.batch_size, t3.seed, 3, step))
+        gl.train_step(wide, opt, batch, t3.aux_loss_coef, t3.z_loss_coef, t3.grad_clip)
+        traces[label].append(gl.clone_similarity(wide, pairs))
+    print(f"{label:>12}: 1 - cos {1 - traces[label][0]:.2e} after widening, {1 - traces[label][-1]:.2e} "
+          f"after {probe_steps} steps; largest |w_j - w_j'| {gl.max_clone_difference(wide, pairs):.2e}")
+plots.plot_clone_divergence(traces);
+
+# %% [markdown]
+# And over the whole of phase 3, on the model trained above (its copies, in the widened and in
+# the inserted layers, against the model just after growth):
+
+# %%
+pairs = gl.clone_pairs(moe.cfg.d_mlp, grown.cfg.d_mlp)
+g = session.config.growth
+at_growth = gl.grow(moe, g.scale_factor, g.extra_layers, where=g.placement, noise=g.noise, verbose=False)
+print(f"1 - cos: {1 - gl.clone_similarity(at_growth, pairs):.2e} just after growth, "
+      f"{1 - gl.clone_similarity(grown, pairs):.2e} after {t3.steps(3)} steps of phase 3")
+
+# %% [markdown]
+# **What to notice:** without noise the copies stay identical to the last bit, as derived. With
+# the default noise they start apart by the noise alone and, over these steps, training does not
+# pull them further apart: the grown model's new units are still near-copies at the end of
+# phase 3, so much of its extra width is not yet used. Ten times the noise starts them ten
+# times further apart in weight (the function is still preserved: the noise is zero-sum, as the
+# explorer above checks), but they do not move apart faster either. Exercise 4 below asks what
+# this means for the comparison in notebook 04.
+#
 # ## What the grown model writes
 
 # %%
@@ -359,3 +414,7 @@ print(gl.sample_text(grown, session, tokens=80))
 #    By what factor does every attention score change?
 # 3. **Zero the wrong thing.** Make the new block's LayerNorms zero instead of its output
 #    projections. Is the new block the identity? (Think about the biases.)
+# 4. **Clones forever.** Widen a model with split noise 0 and train it a few steps. Predict the
+#    largest difference between a unit's incoming weights and its copy's, then measure it. If
+#    the copies of the grown model stay near-copies, what does that say about comparing it with
+#    the same architecture trained from scratch (notebook 04)?

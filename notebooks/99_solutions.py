@@ -173,6 +173,24 @@ with torch.no_grad():
     print(f"zeroed output projections: max |Δlogit| = {(gl.deepen(small, 1)(ids) - small(ids)).abs().max():.2e}")
 
 # %% [markdown]
+# **4. Clones forever.** Zero: equal weights get equal gradients and equal AdamW steps, so the
+# copies stay bitwise equal however long they train.
+
+# %%
+clones = gl.widen(small, 2, noise=0.0)
+pairs = gl.clone_pairs(small.cfg.d_mlp, clones.cfg.d_mlp)
+opt = gl.make_optimizer(clones, 1e-3, 0.1, "cpu")
+for step in range(3):
+    batch = tuple(torch.randint(0, small.cfg.vocab_size, (2, 4, 16), generator=torch.Generator().manual_seed(step)))
+    gl.train_step(clones, opt, batch)
+print(f"after 3 steps without noise: largest |w_j - w_j'| = {gl.max_clone_difference(clones, pairs)}")
+
+# %% [markdown]
+# A grown model whose new units are still near-copies has, for now, little more capacity than
+# the model it grew from: part of what growth "saves" against training from scratch is that the
+# grown model is still partly the small one. Notebook 04's comparison measures the loss, not
+# the capacity in use; a fair reading keeps both in mind.
+#
 # ## 04 · Does growth pay?
 #
 # **1. Where the compute goes.** $c_p T_p$ for each phase of the `cpu` preset's grown path:

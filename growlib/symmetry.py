@@ -1,0 +1,60 @@
+"""Symmetry breaking, measured: how far each widened hidden unit has moved from its copy (notebook 03).
+
+Widening copies every hidden unit of an MLP (or of each expert): unit ``j`` of the
+grown layer and its copy read the same input, the residual's duplicated halves, through
+columns that share the original column evenly. With no split noise the two are exact
+clones: they receive the same gradient, take the same AdamW step, and stay clones at
+every later step, so the grown layer never computes more than the small one did.
+Zero-sum split noise makes their incoming weights differ a little from the start;
+training then moves them apart. :func:`clone_similarity` measures it.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from .model import GPT
+from .moe import MoE
+
+
+def clone_pairs(old_hidden: int, new_hidden: int) -> torch.Tensor:
+    """[P, 2]: (unit, its copy) for every hidden unit that widening from ``old_hidden`` to ``new_hidden`` added.
+
+    growlib.grow fills the new hidden units with units 0, 1, 2, ... of the old layer in turn,
+    so the copy at position c (c >= old_hidden) is of unit c mod old_hidden.
+    """
+    if not 0 < old_hidden <= new_hidden:
+        raise ValueError(f"hidden sizes {old_hidden} -> {new_hidden} are invalid: accepted 0 < old <= new")
+    copies = torch.arange(old_hidden, new_hidden)
+    return torch.stack([copies % old_hidden, copies], dim=1)
+
+
+def _incoming(block_mlp) -> torch.Tensor:
+    """[groups, h, d]: each hidden unit's incoming weights (one group per expert; one for a dense MLP)."""
+    if isinstance(block_mlp, MoE):
+        return block_mlp.w_in.transpose(1, 2)  # w_in: [E, d, h] -> [E, h, d]
+    return block_mlp.fc_in.weight.unsqueeze(0)  # [h, d] -> [1, h, d]
+
+
+@torch.no_grad()
+def clone_similarity(model: GPT, pairs: torch.Tensor) -> float:
+    """Mean cosine similarity of each unit's incoming weights with its copy's, over every MLP and expert.
+
+    1.0 exactly while the copies are clones; it falls as they learn apart.
+    """
+    sims = []
+    for block in model.blocks:
+        w = _incoming(block.mlp).float()  # [groups, h, d]
+        sims.append(F.cosine_similarity(w[:, pairs[:, 0]], w[:, pairs[:, 1]], dim=-1).reshape(-1))  # [groups * P]
+    return torch.cat(sims).mean().item()
+
+
+@torch.no_grad()
+def max_clone_difference(model: GPT, pairs: torch.Tensor) -> float:
+    """Largest |w_unit - w_copy| over every incoming weight of every pair: 0.0 while they are exact clones."""
+    return max((_incoming(b.mlp)[:, pairs[:, 0]] - _incoming(b.mlp)[:, pairs[:, 1]]).abs().max().item()
+               for b in model.blocks)
+
+
+__all__ = ["clone_pairs", "clone_similarity", "max_clone_difference"]

@@ -1,0 +1,37 @@
+"""Symmetry breaking: widened copies without split noise stay exact clones through training; with it they differ."""
+
+import pytest
+import torch
+
+import growlib as gl
+
+
+def test_clone_pairs_follow_the_widening_map():
+    assert gl.clone_pairs(4, 8).tolist() == [[0, 4], [1, 5], [2, 6], [3, 7]]
+    assert gl.clone_pairs(4, 6).tolist() == [[0, 4], [1, 5]]  # x1.5: the first half is copied
+    with pytest.raises(ValueError, match="hidden sizes 8 -> 4"):
+        gl.clone_pairs(8, 4)
+
+
+def _trained_wide(model, noise, steps=3):
+    wide = gl.widen(model, 2, noise=noise)
+    opt = gl.make_optimizer(wide, 1e-3, 0.1, "cpu")
+    for step in range(steps):
+        gen = torch.Generator().manual_seed(step)
+        gl.train_step(wide, opt, tuple(torch.randint(0, model.cfg.vocab_size, (2, 4, 16), generator=gen)))
+    return wide
+
+
+@pytest.mark.parametrize("moe", [False, True])
+def test_without_noise_copies_stay_bitwise_clones_and_noise_breaks_them(moe):
+    torch.manual_seed(0)
+    model = gl.build_model(gl.get_preset("tiny").model, seed=1)
+    if moe:
+        model = gl.upcycle(model, 4, 2)
+    pairs = gl.clone_pairs(model.cfg.d_mlp, 2 * model.cfg.d_mlp)
+    clones = _trained_wide(model, noise=0.0)
+    assert gl.max_clone_difference(clones, pairs) == 0.0
+    assert gl.clone_similarity(clones, pairs) == pytest.approx(1.0, abs=1e-6)
+    noisy = _trained_wide(model, noise=0.02)
+    assert gl.max_clone_difference(noisy, pairs) > 1e-4
+    assert gl.clone_similarity(noisy, pairs) < 1.0 - 1e-6
