@@ -25,7 +25,8 @@ from .memory import MemoryPlan, estimate_memory
 from .model import GPT, build_model
 from .moe import MoE
 from .sources import Source, open_source
-from .symmetry import clone_pairs, clone_similarity, max_clone_difference
+from .symmetry import (clone_pairs, clone_similarity, expert_similarity, max_clone_difference,
+                       mean_expert_similarity)
 from .tokenfiles import TokenFiles, prepare
 from .tokenizer import load_tokenizer
 from .train import PhaseSchedule, StepResult, evaluate, make_optimizer, train_phase, train_step

@@ -157,11 +157,13 @@ def plot_expert_similarity(similarity, title: str = "How alike the experts are")
     return fig
 
 
-def plot_clone_divergence(traces: dict[str, list[float]], title: str = "Widened units and their copies"):
-    """1 - cosine similarity of each hidden unit's incoming weights with its copy's, against the step.
+def plot_clone_divergence(traces: dict[str, list[float]], title: str = "Widened units and their copies",
+                          ylabel: str = "1 - cos(unit, its copy)", xlabel: str = "training step after widening"):
+    """1 - a cosine similarity against the step, one line per trace, on a log axis.
 
-    ``traces``: label -> similarity after 0, 1, 2, ... steps (growlib.symmetry.clone_similarity).
-    A trace that stays at exactly 1 (clones) has nothing to draw on the log axis; say so in the label.
+    ``traces``: label -> similarity after 0, 1, 2, ... steps (growlib.symmetry: a widened unit
+    with its copy, or two upcycled experts). A trace that stays at exactly 1 (clones) has nothing
+    to draw on the log axis; its label says so.
     """
     fig, ax = plt.subplots(figsize=(7, 3.5))
     for label, sims in traces.items():
@@ -171,8 +173,8 @@ def plot_clone_divergence(traces: dict[str, list[float]], title: str = "Widened 
         else:
             ax.plot([], [], " ", label=f"{label}: 1 - cos = 0 at every step")
     _log_y(ax)
-    ax.set_xlabel("training step after widening")
-    ax.set_ylabel("1 - cos(unit, its copy)")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
     ax.xaxis.set_major_locator(ticker.MaxNLocator(integer=True))
     ax.legend(fontsize=8)
     ax.set_title(title, fontsize=10)

@@ -1,4 +1,8 @@
-"""Symmetry breaking, measured: how far each widened hidden unit has moved from its copy (notebook 03).
+"""Symmetry breaking, measured: how far copies have moved apart (upcycled experts in notebook 02, widened units in 03).
+
+Upcycling makes every expert a copy of one MLP: :func:`expert_similarity` is 1 for every
+pair right after it, and only the router, sending different tokens to different experts,
+can move them apart.
 
 Widening copies every hidden unit of an MLP (or of each expert): unit ``j`` of the
 grown layer and its copy read the same input, the residual's duplicated halves, through
@@ -51,10 +55,30 @@ def clone_similarity(model: GPT, pairs: torch.Tensor) -> float:
 
 
 @torch.no_grad()
+def expert_similarity(model: GPT) -> torch.Tensor:
+    """[layers, E, E]: cosine similarity of every two experts' weights (w_in and w_out flattened), per MoE layer."""
+    if not model.moe_layers():
+        raise ValueError("expert_similarity needs a MoE model: this model has no MoE layers")
+    sims = []
+    for moe in model.moe_layers():
+        w = torch.cat([moe.w_in.flatten(1), moe.w_out.flatten(1)], dim=1).float()  # [E, 2 d h]
+        w = F.normalize(w, dim=1)
+        sims.append(w @ w.T)  # [E, E]
+    return torch.stack(sims)
+
+
+def mean_expert_similarity(model: GPT) -> float:
+    """The mean of :func:`expert_similarity` over every pair of distinct experts of every layer."""
+    sim = expert_similarity(model)  # [L, E, E]
+    off = ~torch.eye(sim.shape[-1], dtype=torch.bool)
+    return sim[:, off].mean().item()
+
+
+@torch.no_grad()
 def max_clone_difference(model: GPT, pairs: torch.Tensor) -> float:
     """Largest |w_unit - w_copy| over every incoming weight of every pair: 0.0 while they are exact clones."""
     return max((_incoming(b.mlp)[:, pairs[:, 0]] - _incoming(b.mlp)[:, pairs[:, 1]]).abs().max().item()
                for b in model.blocks)
 
 
-__all__ = ["clone_pairs", "clone_similarity", "max_clone_difference"]
+__all__ = ["clone_pairs", "clone_similarity", "expert_similarity", "max_clone_difference", "mean_expert_similarity"]

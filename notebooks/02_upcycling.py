@@ -260,25 +260,40 @@ if b.exact_jump is not None:
 # %%
 plots.plot_expert_load(session.history.records, phase=2);
 
-
 # %% [markdown]
 # **How far apart did the experts move?** Right after upcycling every expert is the same MLP:
-# the cosine similarity of any two experts' weights is exactly 1. Measured again after phase 2:
+# the cosine similarity of any two experts' weights (`gl.expert_similarity`: each expert's
+# $W_\text{in}$ and $W_\text{out}$ flattened into one vector) is 1, up to the rounding of fp32 dot
+# products. Unlike the widened units of
+# notebook 03, identical experts do not get identical gradients: each receives the gradient of
+# the tokens the router sent it, $\partial L/\partial W^{(e)} = \sum_{t \to e} g_{t,e}\,(\dots)$, and
+# different tokens go to different experts from the first step. So the router alone breaks the
+# symmetry. Below, the dense model is upcycled again and trained for a few steps on phase 2's
+# batches, with the similarity measured after every step; then the MoE trained above.
 
 # %%
-def expert_similarity(model):
-    """[layers, E, E]: cosine similarity of the experts' flattened input and output weights."""
-    sims = []
-    for block in model.blocks:
-        w = torch.cat([block.mlp.w_in.detach().flatten(1), block.mlp.w_out.detach().flatten(1)], 1)  # [E, 2dh]
-        w = torch.nn.functional.normalize(w, dim=1)
-        sims.append(w @ w.T)
-    return torch.stack(sims)
+t2 = session.train_config(2)
+probe = gl.upcycle(dense, cfg.n_experts, cfg.top_k)
+opt = gl.make_optimizer(probe, t2.lr(2), t2.weight_decay, session.config.device)
+trace = [gl.mean_expert_similarity(probe)]
+for step in range(min(30, t2.steps(2))):
+    batch = tuple(b.to(session.config.device) for b in session.data.train_batch(t2.batch_size, t2.seed, 2, step))
+    gl.train_step(probe, opt, batch, t2.aux_loss_coef, t2.z_loss_coef, t2.grad_clip)
+    trace.append(gl.mean_expert_similarity(probe))
+print(f"mean similarity of two experts: {trace[0]:.6f} just after upcycling, {trace[-1]:.6f} after "
+      f"{len(trace) - 1} steps, {gl.mean_expert_similarity(moe):.6f} after the {t2.steps(2)} steps of phase 2")
+plots.plot_clone_divergence({"upcycled experts": trace}, title="Identical experts learning apart",
+                            ylabel="1 - mean cos(expert, expert)", xlabel="training step after upcycling");
 
+# %% [markdown]
+# **What to notice:** the first step already moves the experts about $10^{-3}$ apart (in
+# $1-\cos$), about as far as notebook 03's default split noise puts a widened unit from its
+# copy; but unlike those copies, which training leaves where the noise put them, the experts
+# keep drifting apart over the whole phase. Where each expert stands against every other one at
+# the end of phase 2, layer by layer:
 
-initial = gl.upcycle(dense, cfg.n_experts, cfg.top_k)
-print(f"just after upcycling: mean similarity of two experts {expert_similarity(initial).mean():.4f}")
-plots.plot_expert_similarity(expert_similarity(moe), title="After phase 2: cosine similarity of every pair of experts");
+# %%
+plots.plot_expert_similarity(gl.expert_similarity(moe), title="After phase 2: cosine similarity of every pair of experts");
 
 # %% [markdown]
 # **Which tokens does each expert take?** Route the validation tokens through the first layer's

@@ -35,3 +35,18 @@ def test_without_noise_copies_stay_bitwise_clones_and_noise_breaks_them(moe):
     noisy = _trained_wide(model, noise=0.02)
     assert gl.max_clone_difference(noisy, pairs) > 1e-4
     assert gl.clone_similarity(noisy, pairs) < 1.0 - 1e-6
+
+
+def test_upcycled_experts_start_identical_and_the_router_moves_them_apart():
+    dense = gl.build_model(gl.get_preset("tiny").model, seed=1)
+    moe = gl.upcycle(dense, 4, 2)
+    sim = gl.expert_similarity(moe)
+    assert sim.shape == (dense.cfg.n_layers, 4, 4)
+    assert torch.allclose(sim, torch.ones_like(sim), atol=1e-6)
+    opt = gl.make_optimizer(moe, 1e-3, 0.1, "cpu")
+    for step in range(3):
+        gen = torch.Generator().manual_seed(step)
+        gl.train_step(moe, opt, tuple(torch.randint(0, dense.cfg.vocab_size, (2, 4, 16), generator=gen)))
+    assert gl.mean_expert_similarity(moe) < 1.0 - 1e-6
+    with pytest.raises(ValueError, match="no MoE layers"):
+        gl.expert_similarity(dense)
