@@ -10,7 +10,7 @@ columns that share the original column evenly. With no split noise the two are e
 clones: they receive the same gradient, take the same AdamW step, and stay clones at
 every later step, so the grown layer never computes more than the small one did.
 Zero-sum split noise makes their incoming weights differ a little from the start;
-training then moves them apart. :func:`clone_similarity` measures it.
+whether training then moves them apart is what :func:`clone_similarity` measures.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from .grow import _copy_map
 from .model import GPT
 from .moe import MoE
 
@@ -25,13 +26,12 @@ from .moe import MoE
 def clone_pairs(old_hidden: int, new_hidden: int) -> torch.Tensor:
     """[P, 2]: (unit, its copy) for every hidden unit that widening from ``old_hidden`` to ``new_hidden`` added.
 
-    growlib.grow fills the new hidden units with units 0, 1, 2, ... of the old layer in turn,
-    so the copy at position c (c >= old_hidden) is of unit c mod old_hidden.
+    Read from growlib.grow's own map of new hidden units to old ones.
     """
     if not 0 < old_hidden <= new_hidden:
         raise ValueError(f"hidden sizes {old_hidden} -> {new_hidden} are invalid: accepted 0 < old <= new")
     copies = torch.arange(old_hidden, new_hidden)
-    return torch.stack([copies % old_hidden, copies], dim=1)
+    return torch.stack([_copy_map(old_hidden, new_hidden)[copies], copies], dim=1)
 
 
 def _incoming(block_mlp) -> torch.Tensor:
@@ -57,10 +57,11 @@ def clone_similarity(model: GPT, pairs: torch.Tensor) -> float:
 @torch.no_grad()
 def expert_similarity(model: GPT) -> torch.Tensor:
     """[layers, E, E]: cosine similarity of every two experts' weights (w_in and w_out flattened), per MoE layer."""
-    if not model.moe_layers():
+    layers = model.moe_layers()
+    if not layers:
         raise ValueError("expert_similarity needs a MoE model: this model has no MoE layers")
     sims = []
-    for moe in model.moe_layers():
+    for moe in layers:
         w = torch.cat([moe.w_in.flatten(1), moe.w_out.flatten(1)], dim=1).float()  # [E, 2 d h]
         w = F.normalize(w, dim=1)
         sims.append(w @ w.T)  # [E, E]
@@ -77,8 +78,11 @@ def mean_expert_similarity(model: GPT) -> float:
 @torch.no_grad()
 def max_clone_difference(model: GPT, pairs: torch.Tensor) -> float:
     """Largest |w_unit - w_copy| over every incoming weight of every pair: 0.0 while they are exact clones."""
-    return max((_incoming(b.mlp)[:, pairs[:, 0]] - _incoming(b.mlp)[:, pairs[:, 1]]).abs().max().item()
-               for b in model.blocks)
+    diffs = []
+    for block in model.blocks:
+        w = _incoming(block.mlp)  # [groups, h, d]
+        diffs.append((w[:, pairs[:, 0]] - w[:, pairs[:, 1]]).abs().max().item())
+    return max(diffs)
 
 
 __all__ = ["clone_pairs", "clone_similarity", "expert_similarity", "max_clone_difference", "mean_expert_similarity"]
