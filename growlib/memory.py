@@ -54,11 +54,13 @@ class MemoryPlan:
     optimizer: float
     activations: float
     heap_slack: float = 0.0  # the C heap's freed blocks at the peak (CPU)
+    gathered: float = 0.0  # FSDP: full weights and gradients of the groups being computed
     runtime: float = 0.0  # Python, PyTorch and the data, measured when the run starts
 
     @property
     def total(self) -> float:
-        return self.model + self.gradients + self.optimizer + self.activations + self.heap_slack + self.runtime
+        return (self.model + self.gradients + self.optimizer + self.activations + self.heap_slack + self.gathered
+                + self.runtime)
 
     def fits(self, available: float) -> bool:
         return self.total < FITS_HEADROOM * available
@@ -72,6 +74,8 @@ class MemoryPlan:
                f"    Activations:       {fmt(self.activations)}"]
         if self.heap_slack:
             out.append(f"    C heap slack:      {fmt(self.heap_slack)}")
+        if self.gathered:
+            out.append(f"    Gathered (FSDP):   {fmt(self.gathered)}")
         if self.runtime:
             out.append(f"    Runtime and data:  {fmt(self.runtime)}")
         out.append(f"    Total:             {fmt(self.total)}")
@@ -122,13 +126,24 @@ def _adafactor_values(cfg: ModelConfig) -> int:
     return total
 
 
+def gathered_bytes(cfg: ModelConfig) -> float:
+    """FSDP's full tensors at a moment of backward: the root group (embedding/head, final LayerNorm)
+    and two blocks (the one computing and the one prefetched), each weights plus gradients, fp32."""
+    root = cfg.vocab_size * cfg.d_model + 2 * cfg.d_model
+    per_block = (analytic_params(cfg)[0] - root) // cfg.n_layers
+    return 2 * 4.0 * (root + 2 * per_block)
+
+
 def estimate_memory(cfg: ModelConfig, batch_size: int, seq_len: int, lean: bool = False,
-                    overhead: Overhead = Overhead()) -> MemoryPlan:
+                    overhead: Overhead = Overhead(), shards: int = 1) -> MemoryPlan:
     """The recipe's memory table for training ``cfg`` at this batch and sequence length.
 
     ``lean`` is :mod:`growlib.lean`: gradients exist one parameter at a time,
     Adafactor's states are factored, blocks are checkpointed. ``overhead``: what the
     training process adds (its runtime; on a CPU, the C heap's slack).
+    ``shards`` > 1: one process of an FSDP run over that many (growlib.parallel);
+    ``batch_size`` is then this process's rows. Weights, gradients and AdamW's moments
+    are divided among the processes, plus the groups gathered while they compute.
     """
     params, _ = analytic_params(cfg)
     tokens = batch_size * seq_len
@@ -141,7 +156,14 @@ def estimate_memory(cfg: ModelConfig, batch_size: int, seq_len: int, lean: bool 
     else:
         gradients, optimizer = 4.0 * params, 8.0 * params
         activations = activation_bytes(cfg, tokens)
+    model = 4.0 * params
+    gathered = 0.0
+    if shards > 1:
+        if lean:
+            raise ValueError("lean mode trains in one process only: accepted shards=1 with lean=True")
+        model, gradients, optimizer = model / shards, gradients / shards, optimizer / shards
+        gathered = gathered_bytes(cfg)
     # a step frees its activations and gradients and allocates them again (zero_grad sets them to None)
-    slack = HEAP_SLACK * (activations + gradients) if overhead.heap_slack else 0.0
-    return MemoryPlan(model=4.0 * params, gradients=gradients, optimizer=optimizer, activations=activations,
-                      heap_slack=slack, runtime=overhead.runtime)
+    slack = HEAP_SLACK * (activations + gradients + gathered) if overhead.heap_slack else 0.0
+    return MemoryPlan(model=model, gradients=gradients, optimizer=optimizer, activations=activations,
+                      heap_slack=slack, gathered=gathered, runtime=overhead.runtime)

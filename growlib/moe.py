@@ -9,6 +9,8 @@ tokens and no boolean mask per expert.
 
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -186,6 +188,9 @@ class MoE(nn.Module):
         self.b_out = nn.Parameter(torch.empty(n_experts, d_model))         # [E, d]
         # statistics of the last forward pass (detached), read by the trainer
         self.last_aux: dict[str, torch.Tensor] = {}
+        # data parallel training (growlib.parallel): sums a tensor over the processes, so the
+        # balance loss counts every process's tokens; None in one process
+        self.sum_counts: Callable[[torch.Tensor], torch.Tensor] | None = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         shape = x.shape
@@ -207,12 +212,16 @@ class MoE(nn.Module):
         # gate-weighted sum over the k slots (elementwise: a batched [1 x k] @ [k x d] is slower here)
         out = (y * gates.to(y.dtype).unsqueeze(-1)).sum(1)  # [N, d]
 
-        self.last_aux = self._aux_terms(logits, counts_t, n_tok)
+        self.last_aux = self._aux_terms(logits, counts_t)
         return out.view(shape)
 
-    def _aux_terms(self, logits: torch.Tensor, counts: torch.Tensor, n_tok: int) -> dict:
+    def _aux_terms(self, logits: torch.Tensor, counts: torch.Tensor) -> dict:
         probs = logits.float().softmax(dim=-1)  # [N, E]
-        frac_tokens = counts.float() / (n_tok * self.top_k)  # f_i: share of assignments
+        if self.sum_counts is not None:
+            # f_i over the whole global batch; P_i stays this process's mean, and averaging the
+            # processes' gradients averages it: the loss of one process holding every row
+            counts = self.sum_counts(counts)
+        frac_tokens = counts.float() / counts.sum()  # f_i: share of the N*k assignments (dropless)
         frac_probs = probs.mean(0)  # P_i: mean router probability
         # Switch Transformer: E * sum_i f_i P_i (1.0 when perfectly balanced)
         balance = self.n_experts * (frac_tokens * frac_probs).sum()

@@ -28,6 +28,7 @@ from .data import TokenData
 from .device import accelerator_peak_flops, autocast_for
 from .lean import OptimizerInBackward
 from .model import GPT
+from .parallel.group import SINGLE, Parallel
 
 # a logged loss is a spike when it is this much above the lowest logged loss of its phase:
 SPIKE_RATIO = 1.3  # 30% above it,
@@ -123,27 +124,30 @@ def router_losses(model: GPT) -> tuple[torch.Tensor, torch.Tensor] | None:
 
 
 def train_step(model: GPT, optimizer, batch: tuple[torch.Tensor, torch.Tensor], balance_coef: float = 0.01,
-               z_coef: float = 1e-3, grad_clip: float | None = 1.0) -> StepResult:
+               z_coef: float = 1e-3, grad_clip: float | None = 1.0, par: Parallel = SINGLE,
+               net: torch.nn.Module | None = None) -> StepResult:
     """One update of ``model`` on ``batch`` = (inputs, targets), each [B, T] on the model's device.
 
     ``grad_clip=None`` skips clipping (lean mode: each parameter was updated inside backward).
+    Across processes (``par``, growlib.parallel) ``batch`` is the global batch: this process
+    trains on its rows, ``net`` (DDP's wrapper, if any) runs the forward pass, and the
+    figures returned are the global batch's, the same on every process.
     """
-    x, y = batch
+    x, y = par.rows(*batch)  # [B / processes, T] each
     with autocast_for(x.device.type):
-        loss = model(x, y)  # mean next-token cross-entropy
+        loss = (net or model)(x, y)  # mean next-token cross-entropy
         router = router_losses(model)  # a MoE's auxiliary terms, from the same forward pass
         total = loss if router is None else loss + balance_coef * router[0] + z_coef * router[1]
     optimizer.zero_grad(set_to_none=True)
     total.backward()
     if grad_clip is not None:
-        torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
-    value = loss.item()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)  # sharded gradients: the global norm
+    figures = par.average(torch.stack([loss.detach().float(), *(t.detach().float() for t in router or ())]))
+    value, *aux = figures.tolist()
     if not math.isfinite(value):  # stop before AdamW steps (lean mode stepped inside backward already)
         raise TrainingDiverged(f"loss is {value}")
     optimizer.step()
-    if router is None:
-        return StepResult(value)
-    return StepResult(value, router[0].item(), router[1].item())
+    return StepResult(value, *aux)
 
 
 @torch.no_grad()
@@ -218,47 +222,55 @@ def phase_optimizer(model: GPT, cfg: TrainConfig, peak_lr: float, device: str):
 
 def train_phase(model: GPT, data: TokenData, cfg: TrainConfig, schedule: PhaseSchedule, device: str,
                 history: History | None = None, hooks: PhaseHooks | None = None, val_batches: list | None = None,
-                start_step: int = 0, optimizer_state: dict | None = None, verbose: bool = True) -> PhaseResult:
+                start_step: int = 0, optimizer_state: dict | Callable[[object], None] | None = None,
+                verbose: bool = True, par: Parallel = SINGLE) -> PhaseResult:
     """Train ``model`` in place over ``schedule`` and return its logged losses.
 
     ``start_step`` and ``optimizer_state`` continue an interrupted phase (its earlier
-    logged losses are read back from ``history``).
+    logged losses are read back from ``history``); ``optimizer_state`` is a state dict,
+    or a function that fills the new optimizer (a sharded checkpoint, growlib.parallel.dcp).
+    ``par``: the processes training together (every one of them calls this).
     """
     history, hooks, phase = history or History(None), hooks or PhaseHooks(), schedule.phase
     model.train()
     opt = phase_optimizer(model, cfg, schedule.peak_lr, device)
-    if optimizer_state is not None:
+    if callable(optimizer_state):
+        optimizer_state(opt)
+    elif optimizer_state is not None:
         opt.load_state_dict(optimizer_state)
     if cfg.compile and device.startswith("cuda"):
         for block in model.blocks:  # block by block: the MoE's data-dependent routing stays eager around them
             block.compile()
     result = _logged_so_far(history, phase, start_step)
-    log = _PhaseLog(phase, schedule.steps, verbose)
+    log = _PhaseLog(phase, schedule.steps, verbose, par)
     tokens_per_step = cfg.batch_size * cfg.seq_len
     result.tokens = start_step * tokens_per_step
     start = time.perf_counter()
-    for step in range(start_step, schedule.steps):
-        set_lr(opt, schedule.lr(step))
-        x, y = data.train_batch(cfg.batch_size, cfg.seed, schedule.stream, step)
-        batch = (x.to(device, non_blocking=True), y.to(device, non_blocking=True))
-        try:
-            r = train_step(model, opt, batch, cfg.aux_loss_coef, cfg.z_loss_coef, None if cfg.lean else cfg.grad_clip)
-        except TrainingDiverged as exc:
-            raise TrainingDiverged(f"phase {phase} step {step}: {exc}; stopping the phase (the last good "
-                                   f"checkpoint is kept). Try a lower learning rate.") from None
-        result.tokens += tokens_per_step
-        log.tick()
-        if step % cfg.log_every == 0 or step == schedule.steps - 1:
-            log.step(model, step, schedule.lr(step), r, result, time.perf_counter() - start, history, cfg.warmup_steps)
-        _between_steps(hooks, model, opt, phase, step, schedule.steps, val_batches, device)
-    log.close()
+    with par.training(model) as net:
+        for step in range(start_step, schedule.steps):
+            set_lr(opt, schedule.lr(step))
+            x, y = data.train_batch(cfg.batch_size, cfg.seed, schedule.stream, step)  # the global batch
+            batch = (x.to(device, non_blocking=True), y.to(device, non_blocking=True))
+            try:
+                r = train_step(model, opt, batch, cfg.aux_loss_coef, cfg.z_loss_coef,
+                               None if cfg.lean else cfg.grad_clip, par, net)
+            except TrainingDiverged as exc:
+                raise TrainingDiverged(f"phase {phase} step {step}: {exc}; stopping the phase (the last good "
+                                       f"checkpoint is kept). Try a lower learning rate.") from None
+            result.tokens += tokens_per_step
+            log.tick()
+            if step % cfg.log_every == 0 or step == schedule.steps - 1:
+                log.step(model, step, schedule.lr(step), r, result, time.perf_counter() - start, history,
+                         cfg.warmup_steps)
+            _between_steps(hooks, model, opt, phase, step, schedule.steps, val_batches, device)
+        log.close()
     if cfg.lean:
         opt.remove()
         model.grad_checkpointing = False
     result.seconds = time.perf_counter() - start
     log.say_throughput(model, cfg, (schedule.steps - start_step) * tokens_per_step, result.seconds, device)
     if val_batches:
-        result.eval_loss = evaluate(model, val_batches, device)
+        result.eval_loss = evaluate(model, val_batches, device)  # every process, the same batches
         history.append({"phase": phase, "step": schedule.steps - 1, "eval_loss": result.eval_loss,
                         "tokens": result.tokens, "elapsed": round(result.seconds, 3)})
         log.say(f"  eval loss (fixed validation batches): {result.eval_loss:.4f}")
@@ -301,8 +313,8 @@ def step_line(step: int, loss: float, elapsed: float) -> str:
 class _PhaseLog:
     """The console side of a phase: step lines (above a progress bar in a terminal) and warnings."""
 
-    def __init__(self, phase: int, steps: int, verbose: bool) -> None:
-        self.phase, self.verbose, self.bar = phase, verbose, None
+    def __init__(self, phase: int, steps: int, verbose: bool, par: Parallel = SINGLE) -> None:
+        self.phase, self.verbose, self.bar, self.par = phase, verbose, None, par
         if verbose and sys.stdout.isatty():
             from tqdm import tqdm
             self.bar = tqdm(total=steps, leave=False, desc=f"phase {phase}")
@@ -336,7 +348,8 @@ class _PhaseLog:
             record["aux_loss"] = r.balance
             record["z_loss"] = r.z
             record["expert_tokens"] = [m.last_aux["counts"].tolist() for m in moes]
-            record["router_entropy"] = [round(m.last_aux["entropy"].item(), 5) for m in moes]
+            entropy = self.par.average(torch.stack([m.last_aux["entropy"] for m in moes]))  # [layers]
+            record["router_entropy"] = [round(v, 5) for v in entropy.tolist()]
         history.append(record)
         result.steps.append(step)
         result.losses.append(r.loss)

@@ -40,6 +40,11 @@ def recommendations(model_cfg: ModelConfig, growth: GrowthConfig, batch_size: in
             continue
         plan = estimate_memory(cfg, batch_size // divisor or 1, seq_len, lean=lean, overhead=overhead)
         lines.append(f"    {label:<48s} {plan.total / GB:6.1f} GB  {'✅ fits' if plan.fits(available) else '✗'}")
+    for n in PROCESS_COUNTS:  # FSDP: the same model, spread over n processes of this size
+        if batch_size % n == 0:
+            total = _sharded_total(model_cfg, growth, batch_size, seq_len, overhead, n)
+            label = f"torchrun --nproc-per-node {n} (FSDP, per process)"
+            lines.append(f"    {label:<48s} {total / GB:6.1f} GB  {'✅ fits' if total < FITS_HEADROOM * available else '✗'}")
     return lines
 
 
@@ -77,11 +82,16 @@ def lean_mode(value: str | bool) -> str:
 
 
 def plan_run(configs: dict[int, ModelConfig], batch_size: int, seq_len: int, overhead: Overhead, available: float,
-             mode: str) -> dict[int, PhasePlan]:
-    """Each phase's plan; ``auto`` trains a phase lean exactly when its AdamW plan does not fit."""
+             mode: str, shards: int = 1) -> dict[int, PhasePlan]:
+    """Each phase's plan; ``auto`` trains a phase lean exactly when its AdamW plan does not fit.
+
+    ``shards`` > 1: one process's plan in an FSDP run over that many, ``batch_size`` its rows
+    (lean mode is one-process only: ``mode`` is then ``never``).
+    """
     plans = {}
     for phase, cfg in configs.items():
-        adamw, lean = (estimate_memory(cfg, batch_size, seq_len, lean=x, overhead=overhead) for x in (False, True))
+        adamw = estimate_memory(cfg, batch_size, seq_len, overhead=overhead, shards=shards)
+        lean = adamw if shards > 1 else estimate_memory(cfg, batch_size, seq_len, lean=True, overhead=overhead)
         chosen = mode == "always" or (mode == "auto" and not adamw.fits(available))
         plans[phase] = PhasePlan(phase, adamw, lean, chosen)
     return plans
@@ -90,14 +100,17 @@ def plan_run(configs: dict[int, ModelConfig], batch_size: int, seq_len: int, ove
 def run_plan_lines(plans: dict[int, PhasePlan], available: float, device: str) -> list[str]:
     """The three phases' plans side by side, against what ``device`` can give now."""
     g = lambda b: f"{b / GB:7.2f}"
+    sharded = any(p.chosen.gathered for p in plans.values())  # FSDP: a column for the gathered groups
     lines = [f"  Memory plan of the run, in GB ({device}: {available / GB:.1f} GB available now):",
-             "    phase  mode     model  gradients  optimizer  activations  heap slack  runtime    total"]
+             "    phase  mode     model  gradients  optimizer  activations  heap slack"
+             + ("   gathered" if sharded else "") + "  runtime    total"]
     for p in plans.values():
         m = p.chosen
         verdict = "✅ fits" if m.fits(available) else "⚠️ does NOT fit"
+        gathered = f"  {g(m.gathered):>9}" if sharded else ""
         lines.append(f"    {p.phase:>5}  {'lean ' if p.lean_chosen else 'AdamW'}  {g(m.model)}  {g(m.gradients):>9}"
-                     f"  {g(m.optimizer):>9}  {g(m.activations):>11}  {g(m.heap_slack):>10}  {g(m.runtime)}  {g(m.total)}"
-                     f"  {verdict}")
+                     f"  {g(m.optimizer):>9}  {g(m.activations):>11}  {g(m.heap_slack):>10}{gathered}  {g(m.runtime)}"
+                     f"  {g(m.total)}  {verdict}")
     for p in plans.values():
         if p.lean_chosen and not p.adamw.fits(available):
             lines.append(f"  [memory] phase {p.phase} trains in lean mode ({LEAN_WHAT}): with AdamW it would need "
@@ -132,4 +145,20 @@ def best_option(model_cfg: ModelConfig, growth: GrowthConfig, batch_size: int, s
             if total < FITS_HEADROOM * available:
                 return (f"it fits with {flags} (phase 3 {total / GB:.1f} GB in lean mode"
                         + (f", batch {batch})" if batch != batch_size else ")"))
+    for n in PROCESS_COUNTS:
+        if batch_size % n == 0 and _sharded_total(model_cfg, growth, batch_size, seq_len, overhead, n) < \
+                FITS_HEADROOM * available:
+            return (f"it fits on {n} processes of this size with FSDP (torchrun --nproc-per-node {n} -m growlib run "
+                    f"...; phase 3 {_sharded_total(model_cfg, growth, batch_size, seq_len, overhead, n) / GB:.1f} GB "
+                    f"a process)")
     return "none of the recipe's fallbacks fits either: use a smaller preset (cpu, tiny) or a machine with more memory"
+
+
+PROCESS_COUNTS = (2, 4, 8)  # the scale-out options the advice tries (growlib.parallel)
+
+
+def _sharded_total(model_cfg: ModelConfig, growth: GrowthConfig, batch_size: int, seq_len: int, overhead: Overhead,
+                   processes: int) -> float:
+    """Phase 3's plan for one of ``processes`` FSDP processes, each with its share of the batch."""
+    cfg = phase_configs(model_cfg, growth)[3]
+    return estimate_memory(cfg, batch_size // processes, seq_len, overhead=overhead, shards=processes).total

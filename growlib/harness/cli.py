@@ -10,6 +10,7 @@ import sys
 
 from ..config import PLACEMENTS, PRESETS, PRESET_ALIASES
 from ..device import default_preset
+from ..parallel.group import PARALLEL_MODES, process_rank
 from .advice import LEAN_MODES, NotEnoughMemory
 
 
@@ -58,6 +59,9 @@ def build_parser() -> argparse.ArgumentParser:
                           "alone), never")
     run.add_argument("--compile", action="store_true", help="torch.compile each block (CUDA only)")
     run.add_argument("--resume", action="store_true", help="continue the run in --out from its newest checkpoint")
+    run.add_argument("--parallel", choices=PARALLEL_MODES, default=None,
+                     help="under torchrun: fsdp (default; weights, gradients and optimizer sharded) or ddp "
+                          "(replicated)")
     run.add_argument("--overwrite", action="store_true", help="replace a run already in --out")
 
     prep = sub.add_parser("prepare", help="tokenize a corpus once into token files under data/cache (run reuses them)")
@@ -112,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
                 run(preset=args.preset or default_preset(args.device), data=args.data, steps=args.steps,
                     out=args.out, device=args.device, growth=growth, resume=args.resume, overwrite=args.overwrite,
                     checkpoint_every=args.checkpoint_every or 0, lean=args.lean,
-                    compile=args.compile, max_docs=args.max_docs, workers=args.workers)
+                    compile=args.compile, max_docs=args.max_docs, workers=args.workers, parallel=args.parallel)
             except RunInterrupted as stop:
                 print(f"\ninterrupted in phase {stop.phase} before step {stop.next_step}; a checkpoint is in "
                       f"{args.out}. Continue with the same options plus --resume:\n"
@@ -144,7 +148,8 @@ def main(argv: list[str] | None = None) -> int:
 
             run_bench(args.which, args.json)
     except ValueError as exc:  # every input error of growlib is a ValueError with a full sentence
-        print(f"error: {exc}", file=sys.stderr)
+        if process_rank() == 0:  # under torchrun every process refuses; one says why
+            print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("\ninterrupted", file=sys.stderr)

@@ -35,7 +35,9 @@ from ..verify import check_preservation
 from .advice import LEAN_WHAT, check_run_fits, lean_mode, plan_run, run_plan_lines
 from .allocator import keep_freed_memory_for_reuse
 from .console import boundary_summary, phase_banner, section_banner
-from .measure import available_memory, current_rss, warm_up_runtime
+from ..parallel import dcp
+from ..parallel.group import PARALLEL_MODES, SINGLE, Parallel, from_torchrun, in_torchrun, leave
+from .measure import current_rss, warm_up_runtime
 from .paths import shown_path
 from .resume import (HISTORY, ROLLING, STATE_FILE, check_settings, clear_run, optimizer_state, out_dir_has_run,
                      read_state, truncate_history)
@@ -64,7 +66,7 @@ def open_session(preset: str | Preset = "cpu", data: str = "auto", steps: int | 
                  out: str | os.PathLike | None = "checkpoints", device: str | None = None,
                  growth: dict | None = None, verbose: bool = True, fresh_history: bool = True,
                  checkpoint_every: int = 0, lean: str | bool = "auto", compile: bool = False,
-                 max_docs: int | None = None, workers: int | None = None) -> Session:
+                 max_docs: int | None = None, workers: int | None = None, parallel: str | None = None) -> Session:
     """Validate every argument, open the corpus, prepare its token files, plan the run's memory (no training yet).
 
     ``data`` names the source (:func:`growlib.sources.open_source`); ``max_docs`` keeps
@@ -73,6 +75,10 @@ def open_session(preset: str | Preset = "cpu", data: str = "auto", steps: int | 
 
     ``lean``: ``auto`` trains a phase in lean mode when it would not fit otherwise,
     ``always`` (or True) every phase, ``never`` (or False) none.
+
+    Under torchrun the processes join one group (growlib.parallel): ``parallel`` is
+    ``fsdp`` (the default there) or ``ddp``; rank 0 prints, writes the history and the
+    phase checkpoints.
     """
     p = get_preset(preset) if isinstance(preset, str) else preset
     mode = lean_mode(lean)
@@ -84,6 +90,10 @@ def open_session(preset: str | Preset = "cpu", data: str = "auto", steps: int | 
     if checkpoint_every < 0:
         raise ValueError(f"checkpoint_every={checkpoint_every} is invalid: accepted 0 (phase ends only) or N > 0")
     dev = pick_device(device)
+    par, mode = _join_processes(parallel, dev, tcfg.batch_size, mode)
+    dev, verbose = par.device if par.active else dev, verbose and par.is_main
+    if not par.is_main:
+        par.barrier()  # rank 0 prepares the corpus's files first; the others then reuse them
     source = open_source(data, max_docs=max_docs, verbose=verbose)  # a bad source fails here, before anything is written
     out_path = check_output_dir(out) if out is not None else None
     tok = load_tokenizer(source, p.model.vocab_size, verbose=verbose)
@@ -91,14 +101,17 @@ def open_session(preset: str | Preset = "cpu", data: str = "auto", steps: int | 
         raise ValueError(f"ModelConfig.vocab_size = {p.model.vocab_size} is smaller than the tokenizer's "
                          f"{tok.get_vocab_size()}: accepted a vocab of at least {tok.get_vocab_size()}")
     files, _ = prepare(source, tok, workers=workers, verbose=verbose)  # made once per corpus and tokenizer
+    if par.is_main:
+        par.barrier()
     token_data = TokenData(files, tok, tcfg.seq_len, source)
-    history_path = out_path / HISTORY if out_path is not None else None
+    history_path = out_path / HISTORY if out_path is not None and par.is_main else None
     if fresh_history and history_path is not None and history_path.exists():
         history_path.unlink()
     settings = RunSettings(p, tcfg, gcfg, dev, out_path, data_spec=data, max_docs=max_docs,
                            checkpoint_every=checkpoint_every,
                            lean_mode=mode, verbose=verbose)
-    s = Session(settings, token_data, History(history_path), token_data.val_batches(tcfg.eval_batches, tcfg.batch_size))
+    s = Session(settings, token_data, History(history_path), token_data.val_batches(tcfg.eval_batches, tcfg.batch_size),
+                par=par)
     heap = dev == "cpu" and keep_freed_memory_for_reuse()  # no page faults after the first step (harness.allocator)
     if not dev.startswith("cuda"):
         warm_up_runtime()
@@ -107,19 +120,38 @@ def open_session(preset: str | Preset = "cpu", data: str = "auto", steps: int | 
     return s
 
 
+def _join_processes(parallel: str | None, device: str, batch_size: int, lean: str) -> tuple[Parallel, str]:
+    """Under torchrun: the process group and the lean mode it allows (lean mode is one-process only)."""
+    if not in_torchrun():
+        if parallel is not None:
+            raise ValueError(f"--parallel {parallel} needs several processes: accepted under torchrun "
+                             f"(torchrun --standalone --nproc-per-node 2 -m growlib run ...)")
+        return SINGLE, lean
+    if lean == "always":
+        raise ValueError("--lean trains in one process only: accepted --lean auto or never under torchrun "
+                         "(FSDP divides the memory among the processes instead)")
+    if parallel is not None and parallel not in PARALLEL_MODES:
+        raise ValueError(f"--parallel {parallel!r} is invalid: accepted {' | '.join(PARALLEL_MODES)}")
+    Parallel(world=int(os.environ["WORLD_SIZE"])).check_batch(batch_size)  # before joining: a clear error
+    return from_torchrun(parallel or "fsdp", device), "never"
+
+
 def _plan_run(s: Session) -> None:
     """Which phases train lean, decided before phase 1; a run that cannot fit is refused here."""
-    c, overhead = s.config, s.state.overhead
-    available = available_memory(c.device)
+    c, overhead, par = s.config, s.state.overhead, s.par
+    available = s.available()
     configs = phase_configs(c.preset.model, c.growth)
-    s.state.run_plan = plan_run(configs, c.train.batch_size, c.train.seq_len, overhead, available, c.lean_mode)
+    shards = par.world if par.mode == "fsdp" else 1
+    s.state.run_plan = plan_run(configs, c.train.batch_size // par.world, c.train.seq_len, overhead, available,
+                                c.lean_mode, shards=shards)
     check_run_fits(s.state.run_plan, available, c.lean_mode, c.preset.model, c.growth, c.train.batch_size,
                    c.train.seq_len, overhead)
 
 
 def say_run_plan(s: Session) -> None:
     """The three phases' memory plans together, against what this device can give now."""
-    for line in run_plan_lines(s.state.run_plan, available_memory(s.config.device), s.config.device):
+    where = s.config.device + (f", each of {s.par.world} processes" if s.par.active else "")
+    for line in run_plan_lines(s.state.run_plan, s.available(), where):
         s.say(line)
 
 
@@ -136,7 +168,11 @@ class Resumed:
 def phase1(s: Session, resume: Resumed | None = None) -> GPT:
     """Build and train the dense model; checkpoint ``dense_model``."""
     c = s.config
-    model = resume.model if resume else build_model(c.preset.model, seed=c.train.seed, device=c.device)
+    if resume:
+        model = resume.model
+    else:  # built and initialised once, on rank 0, then shared out
+        model = s.par.distribute(build_model(c.preset.model, seed=c.train.seed, device=c.device)
+                                 if s.par.is_main else None)
     _train_and_save(s, model, 1, resume)
     return model
 
@@ -145,13 +181,18 @@ def phase2(s: Session, dense: GPT | None, resume: Resumed | None = None) -> GPT:
     """Upcycle into a MoE, check it computes the same function, train it; two checkpoints."""
     g = s.config.growth
     if resume is None:
-        moe = upcycle(dense, g.n_experts, g.top_k, seed=s.config.train.seed)
-        s.state.preservation[2] = check_preservation(dense, moe, s.verify_tokens().to(s.config.device))
-        s.say()
-        s.say(f"[Upcycling] Dense -> MoE: {g.n_experts} experts (copies of each MLP), top-{g.top_k} routing")
-        s.say(f"  max |Δlogit| on the fixed validation batch: {s.state.preservation[2].logit_diff:.2e}")
-        _measure_transition(s, 2, dense, moe)
-        s.save(moe, "moe_model_init", 2, next_step=0)
+        dense = s.par.gather(dense)  # across processes: the whole model on rank 0, which upcycles it
+        moe = None
+        if s.par.is_main:
+            moe = upcycle(dense, g.n_experts, g.top_k, seed=s.config.train.seed)
+            s.state.preservation[2] = check_preservation(dense, moe, s.verify_tokens().to(s.config.device))
+            s.say()
+            s.say(f"[Upcycling] Dense -> MoE: {g.n_experts} experts (copies of each MLP), top-{g.top_k} routing")
+            s.say(f"  max |Δlogit| on the fixed validation batch: {s.state.preservation[2].logit_diff:.2e}")
+            _measure_transition(s, 2, dense, moe)
+            s.save_full(moe, "moe_model_init", 2, next_step=0)
+        del dense
+        moe = s.par.distribute(moe)
     else:
         moe = resume.model
     _train_and_save(s, moe, 2, resume)
@@ -165,14 +206,22 @@ def phase3(s: Session, moe: GPT | None, resume: Resumed | None = None) -> GPT:
         s.say()
         s.say(section_banner(f"Phase 3  —  Bilateral Growth (Width x{g.scale_factor:g}, Layers +{g.extra_layers})"))
         s.say()
-        grown = grow(moe, g.scale_factor, g.extra_layers, where=g.placement, noise=g.noise,
-                     seed=s.config.train.seed, verbose=s.config.verbose)
-        s.say()
-        s.state.preservation[3] = check_preservation(moe, grown, s.verify_tokens().to(s.config.device),
-                                                     where=g.placement)
-        for line in s.state.preservation[3].lines():
-            s.say(line)
-        _measure_transition(s, 3, moe, grown)
+        if s.par.active:  # the whole MoE on rank 0, which grows and verifies it; the sharded one goes
+            full, moe = s.par.gather(moe), None
+        else:
+            full = moe
+        grown = None
+        if s.par.is_main:
+            grown = grow(full, g.scale_factor, g.extra_layers, where=g.placement, noise=g.noise,
+                         seed=s.config.train.seed, verbose=s.config.verbose)
+            s.say()
+            s.state.preservation[3] = check_preservation(full, grown, s.verify_tokens().to(s.config.device),
+                                                         where=g.placement)
+            for line in s.state.preservation[3].lines():
+                s.say(line)
+            _measure_transition(s, 3, full, grown)
+        del full
+        grown = s.par.distribute(grown)
     else:
         grown = resume.model
     if s.train_config(3).lean and moe is not None:
@@ -218,15 +267,26 @@ def find_resume(s: Session) -> Resumed:
         raise ValueError(f"--resume: {shown_path(out)!r} holds no run to resume (no {STATE_FILE}); "
                          f"run without --resume to start one")
     check_settings(point.settings, s.config.fingerprint(), out)
-    model, extra, tensors = load_checkpoint(out, point.checkpoint, device=s.config.device)
-    optimizer = optimizer_state(tensors, extra["optimizer"]) if point.checkpoint == ROLLING else None
+    if dcp.is_dcp(point.checkpoint):  # written across processes: loads into any number of them, one included
+        model = dcp.load_model(out / point.checkpoint, s.par)
+        optimizer, extra = dcp.optimizer_loader(model, out / point.checkpoint), {"lean": False}
+    else:
+        model, extra, tensors = load_checkpoint(out, point.checkpoint, device=s.config.device) \
+            if s.par.is_main else (None, {}, {})
+        model = s.par.distribute(model)
+        optimizer = optimizer_state(tensors, extra["optimizer"]) if point.checkpoint == ROLLING else None
+        if optimizer is not None and s.par.active:
+            optimizer = None
+            s.say(f"[resume] phase {point.phase} continues at step {point.next_step} across {s.par.world} "
+                  f"processes; the optimizer's state restarts (it was saved by one process)")
     lean_now = s.train_config(point.phase).lean
     if optimizer is not None and extra.get("lean", False) != lean_now:
         optimizer = None  # AdamW's state cannot seed Adafactor, nor the reverse
         s.say(f"[resume] phase {point.phase} continues at step {point.next_step} "
               f"{'in lean mode' if lean_now else 'with AdamW'}; the optimizer's state restarts "
               f"(it was saved {'with AdamW' if lean_now else 'in lean mode'})")
-    s.history.records = truncate_history(s.history.path, point.history_len)
+    if s.history.path is not None:
+        s.history.records = truncate_history(s.history.path, point.history_len)
     s.state.figures.update(point.boundary)
     for phase in (1, 2, 3):  # earlier phases' logged losses, for their results
         rows = [r for r in s.history.records if r["phase"] == phase and "loss" in r]
@@ -251,12 +311,14 @@ def run(resume: bool = False, overwrite: bool = False, after_step: Callable[[int
     s = open_session(fresh_history=not resume, **kwargs)
     s.hooks.after_step = after_step
     say_run_plan(s)
-    if overwrite and s.config.out is not None:
+    if overwrite and s.config.out is not None and s.par.is_main:
         clear_run(s.config.out)
+    s.par.barrier()
     with _ctrl_c_finishes_the_step(s):
         _run_phases(s, find_resume(s) if resume else None)
     s.say()
     s.say(boundary_summary(s.state.figures))
+    leave(s.par)
     return s
 
 

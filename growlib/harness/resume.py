@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -107,3 +108,5 @@ def clear_run(out: Path) -> None:
     for p in list(out.glob("*.safetensors")) + list(out.glob("*.json")) + [out / HISTORY]:
         if p.exists():
             os.remove(p)
+    for folder in out.glob("resume_p*.dcp"):  # sharded resume checkpoints (growlib.parallel.dcp)
+        shutil.rmtree(folder)

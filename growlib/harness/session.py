@@ -20,6 +20,8 @@ from ..config import GrowthConfig, Preset, TrainConfig
 from ..data import TokenData
 from ..memory import MemoryPlan, Overhead
 from ..model import GPT
+from ..parallel import dcp
+from ..parallel.group import SINGLE, Parallel
 from ..train import History, PhaseHooks, PhaseResult, PhaseSchedule, evaluate, train_phase
 from ..verify import Preservation
 from .advice import LEAN_WHAT, NotEnoughMemory, PhasePlan, best_option, recommendations
@@ -92,10 +94,16 @@ class Session:
     val_batches: list
     state: RunState = field(default_factory=RunState)
     hooks: SessionHooks = field(default_factory=SessionHooks)
+    par: Parallel = SINGLE  # the processes of a torchrun run (growlib.parallel); one by default
 
     def say(self, text: str = "") -> None:
-        if self.config.verbose:
+        if self.config.verbose:  # under torchrun, rank 0 only
             print(text)
+
+    def available(self) -> float:
+        """Bytes this process may plan for: on a CPU, the processes on this machine share its memory."""
+        share = self.par.local_world if self.config.device == "cpu" else 1
+        return available_memory(self.config.device) / share
 
     def eval(self, model: GPT) -> float:
         return evaluate(model, self.val_batches, self.config.device)
@@ -112,7 +120,19 @@ class Session:
     # ------------------------------------------------------------ checkpoints
 
     def save(self, model: GPT, name: str, phase: int, next_step: int | None = None) -> None:
-        """Checkpoint ``model`` as a phase's end (or start) and point ``run_state.json`` at it."""
+        """Checkpoint ``model`` as a phase's end (or start) and point ``run_state.json`` at it.
+
+        Every process calls this; a sharded model is gathered and rank 0 writes one file.
+        """
+        if self.config.out is None:
+            return
+        full = self.par.gather(model)
+        if self.par.is_main:
+            self.save_full(full, name, phase, next_step)
+        self.par.barrier()
+
+    def save_full(self, model: GPT, name: str, phase: int, next_step: int | None = None) -> None:
+        """:meth:`save` of a model with full tensors, by rank 0 (or the one process)."""
         out = self.config.out
         if out is None:
             return
@@ -128,6 +148,8 @@ class Session:
         out = self.config.out
         if out is None:
             return None
+        if self.par.active:
+            return self._periodic_sharded(model, phase)
 
         def write(next_step: int, opt) -> None:
             tensors, groups = optimizer_tensors(opt)
@@ -135,6 +157,19 @@ class Session:
                             extra={"phase": phase, "next_step": next_step, "optimizer": groups,
                                    "lean": self.train_config(phase).lean})
             self._point(phase, next_step, ROLLING)
+
+        return write
+
+    def _periodic_sharded(self, model: GPT, phase: int) -> Callable[[int, object], None]:
+        """Across processes: each writes its shards into a DCP folder (growlib.parallel.dcp)."""
+        out = self.config.out
+
+        def write(next_step: int, opt) -> None:
+            name = dcp.save_resume(model, opt, out, phase, next_step, {"lean": False}, self.par)
+            if self.par.is_main:
+                self._point(phase, next_step, name)
+                dcp.remove_older(out, keep=name)
+            self.par.barrier()
 
         return write
 
@@ -152,7 +187,7 @@ class Session:
     def plan_memory(self, phase: int) -> None:
         """The recipe's memory table before a phase; the recipe's advice where it will not fit."""
         c, lean, plan = self.config, self.train_config(phase).lean, self._plan(phase)
-        available = available_memory(c.device)
+        available = self.available()
         for line in plan.lines(f"phase {phase}" + (" (lean mode)" if lean else ""), available):
             self.say(line)
         if not plan.fits(available):
@@ -166,7 +201,10 @@ class Session:
 
     def report_peak(self, phase: int) -> None:
         peak, what = measured_peak(self.config.device)
+        peak = self.par.maximum(peak)
         self.state.peaks[phase] = peak
+        if self.par.active:
+            what += f", the largest of {self.par.world} processes"
         est = self._plan(phase)
         versus = f" (estimate {est.total / 1e9:.2f} GB)" if est else ""
         self.say(f"  Memory: measured {what} {peak / 1e9:.2f} GB{versus}")
@@ -176,7 +214,7 @@ class Session:
         plan = self._plan(phase)
         if plan is None or self.config.lean_mode == "never" or self.config.device.startswith("cuda"):
             return  # CUDA: its allocator raises an error that fit() catches
-        available = available_memory(self.config.device)
+        available = self.available()
         if not plan.fits(available):
             raise self._not_enough(phase, f"it is planned at {plan.total / 1e9:.1f} GB and this device can give "
                                           f"{available / 1e9:.1f} GB now")
@@ -185,23 +223,26 @@ class Session:
         c = self.config
         lean = self.train_config(phase).lean
         advice = ("try a smaller growth: " + best_option(c.preset.model, c.growth, c.train.batch_size, c.train.seq_len,
-                                                          available_memory(c.device), self.state.overhead)
+                                                          self.available(), self.state.overhead)
                   if lean else f"resume with --lean ({LEAN_WHAT})")
         return NotEnoughMemory(f"phase {phase} stopped before training: {why}; {advice}")
 
     # ------------------------------------------------------------ training
 
-    def fit(self, model: GPT, phase: int, start_step: int = 0, optimizer_state: dict | None = None) -> PhaseResult:
+    def fit(self, model: GPT, phase: int, start_step: int = 0,
+            optimizer_state: dict | Callable[[object], None] | None = None) -> PhaseResult:
         """Train ``model`` over the recipe's schedule of ``phase``, from ``start_step``."""
         c, h, train = self.config, self.hooks, self.train_config(phase)
         self._check_memory_now(phase)
+        # Ctrl-C reaches the processes at different moments: they stop together, at the first step any saw it
+        stop = (lambda: self.par.maximum(float(h.stop.requested)) > 0) if self.par.active else (lambda: h.stop.requested)
         hooks = PhaseHooks(checkpoint=self.periodic(model, phase), checkpoint_every=c.checkpoint_every,
-                           stop_requested=lambda: h.stop.requested, after_step=h.after_step,
+                           stop_requested=stop, after_step=h.after_step,
                            on_eval=(lambda done, v: h.on_eval(phase, done, v)) if h.on_eval else None,
                            eval_every=h.eval_every)
         try:
             r = train_phase(model, self.data, train, PhaseSchedule.of(train, phase), c.device, self.history, hooks,
-                            self.val_batches, start_step, optimizer_state, verbose=c.verbose)
+                            self.val_batches, start_step, optimizer_state, verbose=c.verbose, par=self.par)
         except torch.cuda.OutOfMemoryError as exc:  # CUDA's allocator: nothing was killed, so say what to do
             raise self._not_enough(phase, f"the device ran out of memory ({str(exc).splitlines()[0]})") from None
         self.state.results[phase] = r
