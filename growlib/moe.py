@@ -229,7 +229,7 @@ class MoE(nn.Module):
         z = torch.logsumexp(logits.float(), dim=-1).pow(2).mean()
         with torch.no_grad():
             entropy = -(probs * probs.clamp_min(1e-20).log()).sum(-1).mean()
-        return {"balance": balance, "z": z, "counts": counts.detach(), "entropy": entropy}
+        return {"balance": balance, "z": z, "counts": counts.detach(), "entropy": entropy, "frac_probs": frac_probs}
 
 
 def switch_balance_loss(router_probs: torch.Tensor, expert_ids: torch.Tensor, n_experts: int) -> torch.Tensor:

@@ -141,13 +141,38 @@ def train_step(model: GPT, optimizer, batch: tuple[torch.Tensor, torch.Tensor], 
     optimizer.zero_grad(set_to_none=True)
     total.backward()
     if grad_clip is not None:
-        torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)  # sharded gradients: the global norm
+        clip_gradients(model, grad_clip, par)
     figures = par.average(torch.stack([loss.detach().float(), *(t.detach().float() for t in router or ())]))
     value, *aux = figures.tolist()
     if not math.isfinite(value):  # stop before AdamW steps (lean mode stepped inside backward already)
         raise TrainingDiverged(f"loss is {value}")
     optimizer.step()
     return StepResult(value, *aux)
+
+
+@torch.no_grad()
+def clip_gradients(model: GPT, max_norm: float, par: Parallel = SINGLE) -> float:
+    """Scale every gradient by min(1, max_norm / ‖g‖), ‖g‖ the norm of all of them together; returns ‖g‖.
+
+    FSDP splits each gradient by rows (its first dimension) among the processes. The norm is
+    taken row by row in float32, the rows' squares summed in float64: the same float32 norm
+    whether the gradients are whole (one process, DDP) or in shards, so a run across processes
+    clips exactly as one process does (``torch.nn.utils.clip_grad_norm_`` sums in another order).
+    """
+    grads = [p.grad for p in model.parameters() if p.grad is not None]
+    local = [g.to_local() if hasattr(g, "to_local") else g for g in grads]  # an FSDP process's rows
+    squares = torch.zeros((), dtype=torch.float64, device=local[0].device)
+    for g in local:
+        if g.numel():
+            rows = g.reshape(g.shape[0], -1) if g.dim() > 1 else g.reshape(-1, 1)  # [rows, rest]
+            squares += torch.linalg.vector_norm(rows, dim=1).double().square().sum()
+    if par.mode == "fsdp":
+        squares = par.sum(squares)
+    norm = squares.sqrt().item()
+    scale = min(1.0, max_norm / (norm + 1e-6))
+    if scale < 1.0:
+        torch._foreach_mul_(local, scale)
+    return norm
 
 
 @torch.no_grad()
