@@ -269,7 +269,7 @@ def find_resume(s: Session) -> Resumed:
     check_settings(point.settings, s.config.fingerprint(), out)
     if dcp.is_dcp(point.checkpoint):  # written across processes: loads into any number of them, one included
         model = dcp.load_model(out / point.checkpoint, s.par)
-        optimizer, extra = dcp.optimizer_loader(model, out / point.checkpoint), {"lean": False}
+        optimizer, extra = dcp.optimizer_loader(model, out / point.checkpoint, s.par), {"lean": False}
     else:
         model, extra, tensors = load_checkpoint(out, point.checkpoint, device=s.config.device) \
             if s.par.is_main else (None, {}, {})

@@ -72,17 +72,17 @@ def load_model(folder: Path, par: Parallel) -> GPT:
         model = GPT(cfg, seed=None).to(par.device)
         model.set_ln_eps(meta["ln_eps"])
     state = get_model_state_dict(model)
-    dcp.load({"model": state}, checkpoint_id=str(folder))
+    dcp.load({"model": state}, checkpoint_id=str(folder), no_dist=not par.active)
     set_model_state_dict(model, state)
     return model
 
 
-def optimizer_loader(model: GPT, folder: Path):
+def optimizer_loader(model: GPT, folder: Path, par: Parallel):
     """A callback that fills a freshly made optimizer of ``model`` with the checkpoint's moments."""
 
     def load(optimizer) -> None:
         state = get_optimizer_state_dict(model, optimizer)  # creates the state entries to be filled
-        dcp.load({"optim": state}, checkpoint_id=str(folder))
+        dcp.load({"optim": state}, checkpoint_id=str(folder), no_dist=not par.active)
         set_optimizer_state_dict(model, optimizer, state)
 
     return load
