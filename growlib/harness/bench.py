@@ -38,6 +38,7 @@ from ..memory import Overhead, estimate_memory
 from ..model import build_model
 from ..moe import MoE
 from ..train import make_optimizer, train_step
+from .bench_dist import bench_dist
 from .allocator import keep_freed_memory_for_reuse
 from .measure import current_rss, measured_peak, reset_peak, warm_up_runtime
 
@@ -347,7 +348,7 @@ def bench_all() -> dict:
 
 
 BENCHES = {"all": bench_all, "moe": bench_moe, "grow": bench_grow, "steps": bench_steps, "memory": bench_memory,
-           "peak": bench_matmul_peak}
+           "peak": bench_matmul_peak, "dist": bench_dist}
 
 
 def run_bench(which: str, json_path: str | None = None) -> dict:

@@ -88,7 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
     comp.add_argument("--json", default=None, help="write curves and savings to this JSON file")
 
     bench = sub.add_parser("bench", help="benchmarks (figures, not tests)")
-    bench.add_argument("which", nargs="?", default="all", choices=["all", "peak", "steps", "moe", "grow", "memory"])
+    bench.add_argument("which", nargs="?", default="all", choices=["all", "peak", "steps", "moe", "grow", "memory", "dist"])
     bench.add_argument("--json", default=None, help="also write the figures to this JSON file")
     return parser
 
