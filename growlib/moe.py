@@ -229,7 +229,8 @@ class MoE(nn.Module):
         z = torch.logsumexp(logits.float(), dim=-1).pow(2).mean()
         with torch.no_grad():
             entropy = -(probs * probs.clamp_min(1e-20).log()).sum(-1).mean()
-        return {"balance": balance, "z": z, "counts": counts.detach(), "entropy": entropy, "frac_probs": frac_probs}
+        return {"balance": balance, "z": z, "counts": counts.detach(), "entropy": entropy,
+                "frac_probs": frac_probs}  # P_i, with its graph: a reference can rebuild the balance loss
 
 
 def switch_balance_loss(router_probs: torch.Tensor, expert_ids: torch.Tensor, n_experts: int) -> torch.Tensor:

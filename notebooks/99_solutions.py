@@ -15,7 +15,7 @@
 # ---
 
 # %% [markdown]
-# # 99 · Solutions to the exercises of 01–04
+# # 99 · Solutions to the exercises of 01–05
 #
 # Try each exercise in its own notebook first. Every solution here predicts a number with the
 # notebook's derivation, then measures it. Nothing trains: the models are small, built here, and
@@ -216,3 +216,47 @@ print("shares:", ", ".join(f"phase {p} {100 * f / total:.0f}%" for p, f in costs
 # %%
 per_step = gl.training_flops_per_token(configs[3], t.seq_len) * t.batch_size * t.seq_len
 print(f"the grown path ({total:.3e} FLOPs) buys {total / per_step:.0f} steps of the big model from scratch")
+
+# %% [markdown]
+# ## 05 · Scale out
+#
+# **1. Four processes for the recipe.** Weights, gradients and AdamW's two moments are 16 bytes a
+# parameter; FSDP divides them by the process count; the gathered groups come on top:
+
+# %%
+recipe = gl.get_preset("recipe")
+grown_cfg = gl.phase_configs(recipe.model, recipe.growth)[3]
+n_params = gl.analytic_params(grown_cfg)[0]
+print(f"predicted: 16 x {n_params / 1e9:.3f} B / 4 = {16 * n_params / 4 / 1e9:.2f} GB a process")
+plan4 = gl.estimate_memory(grown_cfg, 2, 512, shards=4)
+print(f"plan: weights+gradients+AdamW {(plan4.model + plan4.gradients + plan4.optimizer) / 1e9:.2f} GB, "
+      f"gathered {plan4.gathered / 1e9:.2f} GB, activations {plan4.activations / 1e9:.2f} GB")
+
+# %% [markdown]
+# **2. Three processes.** The run refuses before anything starts: the average of the processes'
+# mean losses is the whole batch's mean only when every process has the same number of rows
+# (otherwise each mean would need its own weight), and 8 rows do not split in three:
+
+# %%
+from growlib.parallel.group import Parallel
+
+try:
+    Parallel(world=3).check_batch(8)
+except ValueError as exc:
+    print(exc)
+
+# %% [markdown]
+# **3. Forget the counts.** No. Take $E = 4$ experts, $k = 2$: the first half of the batch sends
+# every token to experts 0 and 1, the second half to experts 2 and 3, with mean router
+# probabilities $P^{(1)} = (0.4, 0.4, 0.1, 0.1)$ and $P^{(2)} = (0.1, 0.1, 0.4, 0.4)$. Each process
+# alone sees a badly balanced batch; the whole batch is perfectly balanced:
+
+# %%
+E = 4
+f_halves = [torch.tensor([0.5, 0.5, 0.0, 0.0]), torch.tensor([0.0, 0.0, 0.5, 0.5])]
+P_halves = [torch.tensor([0.4, 0.4, 0.1, 0.1]), torch.tensor([0.1, 0.1, 0.4, 0.4])]
+own = sum(E * (f * P).sum() for f, P in zip(f_halves, P_halves)) / 2
+f_all = sum(f_halves) / 2
+whole = sum(E * (f_all * P).sum() for P in P_halves) / 2
+print(f"each process with its own counts: {own:.2f};  counts summed over the processes: {whole:.2f} "
+      f"(1.00 is perfect balance)")
