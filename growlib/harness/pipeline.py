@@ -37,7 +37,7 @@ from .allocator import keep_freed_memory_for_reuse
 from .console import boundary_summary, phase_banner, section_banner
 from ..parallel import dcp
 from ..parallel.group import PARALLEL_MODES, SINGLE, Parallel, from_torchrun, in_torchrun, leave
-from .measure import current_rss, warm_up_runtime
+from .measure import available_memory, current_rss, warm_up_runtime
 from .paths import shown_path
 from .resume import (HISTORY, ROLLING, STATE_FILE, check_settings, clear_run, optimizer_state, out_dir_has_run,
                      read_state, truncate_history)
@@ -139,7 +139,7 @@ def _join_processes(parallel: str | None, device: str, batch_size: int, lean: st
 def _plan_run(s: Session) -> None:
     """Which phases train lean, decided before phase 1; a run that cannot fit is refused here."""
     c, overhead, par = s.config, s.state.overhead, s.par
-    available = s.available()
+    available = available_memory(c.device) / par.memory_share(c.device)
     configs = phase_configs(c.preset.model, c.growth)
     shards = par.world if par.mode == "fsdp" else 1
     s.state.run_plan = plan_run(configs, c.train.batch_size // par.world, c.train.seq_len, overhead, available,
@@ -151,7 +151,8 @@ def _plan_run(s: Session) -> None:
 def say_run_plan(s: Session) -> None:
     """The three phases' memory plans together, against what this device can give now."""
     where = s.config.device + (f", each of {s.par.world} processes" if s.par.active else "")
-    for line in run_plan_lines(s.state.run_plan, s.available(), where):
+    available = available_memory(s.config.device) / s.par.memory_share(s.config.device)
+    for line in run_plan_lines(s.state.run_plan, available, where):
         s.say(line)
 
 

@@ -102,8 +102,7 @@ class Session:
 
     def available(self) -> float:
         """Bytes this process may plan for: on a CPU, the processes on this machine share its memory."""
-        share = self.par.local_world if self.config.device == "cpu" else 1
-        return available_memory(self.config.device) / share
+        return available_memory(self.config.device) / self.par.memory_share(self.config.device)
 
     def eval(self, model: GPT) -> float:
         return evaluate(model, self.val_batches, self.config.device)

@@ -44,6 +44,10 @@ class Parallel:
     def is_main(self) -> bool:
         return self.rank == 0
 
+    def memory_share(self, device: str) -> int:
+        """How many processes share the memory a device reports: on a CPU, those on this machine."""
+        return self.local_world if device == "cpu" else 1
+
     def check_batch(self, batch_size: int) -> None:
         """Every process trains on an equal share of the global batch: refuse a count that does not divide it."""
         if batch_size % self.world:
