@@ -28,7 +28,7 @@ from ..memory import GB, Overhead, estimate_memory
 from ..model import build_model
 from ..parallel.group import SINGLE, from_torchrun
 from ..train import make_optimizer, train_step
-from .allocator import keep_freed_memory_for_reuse
+from .allocator import keep_freed_memory_for_reuse, map_large_blocks, release_freed_memory
 from .measure import current_rss, measured_peak, reset_peak, warm_up_runtime
 
 PRESET, PHASE = "cpu", 3
@@ -39,7 +39,7 @@ MODES = ("one", "fsdp", "ddp")
 def _worker(mode: str, out: str) -> None:
     """One process of the benchmark: train STEPS steps, then rank 0 writes what every rank measured."""
     par = SINGLE if mode == "one" else from_torchrun(mode, "cpu")
-    keep_freed_memory_for_reuse()
+    map_large_blocks() if mode == "fsdp" else keep_freed_memory_for_reuse()  # as `run` sets up the C heap
     warm_up_runtime()
     runtime = current_rss()
     preset = get_preset(PRESET)
@@ -48,6 +48,7 @@ def _worker(mode: str, out: str) -> None:
     model = par.distribute(build_model(cfg, seed=0) if par.is_main else None)
     opt = make_optimizer(model, 1e-4, preset.train.weight_decay, "cpu")
     gen = torch.Generator().manual_seed(0)
+    release_freed_memory()  # what sharing the model out freed (rank 0's whole model, the others' staging copies)
     reset_peak("cpu")
     seconds = []
     with par.training(model) as net:

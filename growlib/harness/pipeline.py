@@ -33,7 +33,7 @@ from ..train import History, PhaseResult
 from ..upcycle import upcycle
 from ..verify import check_preservation
 from .advice import LEAN_WHAT, check_run_fits, lean_mode, plan_run, run_plan_lines
-from .allocator import keep_freed_memory_for_reuse
+from .allocator import keep_freed_memory_for_reuse, map_large_blocks
 from .console import boundary_summary, phase_banner, section_banner
 from ..parallel import dcp
 from ..parallel.group import PARALLEL_MODES, SINGLE, Parallel, from_torchrun, in_torchrun, leave
@@ -112,7 +112,9 @@ def open_session(preset: str | Preset = "cpu", data: str = "auto", steps: int | 
                            lean_mode=mode, verbose=verbose)
     s = Session(settings, token_data, History(history_path), token_data.val_batches(tcfg.eval_batches, tcfg.batch_size),
                 par=par)
-    heap = dev == "cpu" and keep_freed_memory_for_reuse()  # no page faults after the first step (harness.allocator)
+    # the C heap (harness.allocator): kept for reuse (no page faults after the first step); an FSDP
+    # process maps its large blocks instead, which would fragment a kept heap step after step
+    heap = dev == "cpu" and (map_large_blocks() if par.mode == "fsdp" else keep_freed_memory_for_reuse())
     if not dev.startswith("cuda"):
         warm_up_runtime()
         s.state.overhead = Overhead(runtime=current_rss(), heap_slack=heap)
