@@ -29,11 +29,13 @@ from growlib import plots
 # %% [markdown]
 # ## The data
 #
-# growlib trains on TinyStories (Eldan & Li, 2023) when the Hugging Face hub or its local cache
-# can serve it, with the dataset's own validation split. Offline it says so within a second and
-# falls back to its own **synthetic** stories: a seeded generator of simple children's stories
-# with characters, places, a problem, its resolution and a moral. The line printed below tells
-# you which one this run used. `--data` also takes your own `.txt`, `.jsonl` or `.parquet` file,
+# The notebooks train on TinyStories (Eldan & Li, 2023): a local copy when
+# `GROWLIB_TINYSTORIES_SAMPLE` names one (the course's sample of 4,300 stories; the scripts set it),
+# otherwise the whole dataset when the Hugging Face hub or its local cache can serve it, with its
+# own validation split. Offline with neither, growlib says so within a second and falls back to
+# its own **synthetic** stories: a seeded generator of simple children's stories with characters,
+# places, a problem, its resolution and a moral. The line printed below tells you which one this
+# run used. `--data` also takes your own `.txt`, `.jsonl` or `.parquet` file,
 # or a folder written by `datasets`' `save_to_disk`: every source is read through `datasets`.
 
 # %%
@@ -47,8 +49,9 @@ for story in source.documents(2):
 # ## The tokenizer
 #
 # Text becomes integers through a byte-level BPE: frequent character sequences become single
-# tokens. On the bundled corpus growlib trains its own BPE (cached under `data/cache/`); on
-# TinyStories with the recipe's 50,257-token vocabulary it uses GPT-Neo's, as TinyStories did.
+# tokens. At the `cpu` preset's small vocabulary growlib trains its own BPE on the corpus (cached
+# under `data/cache/`); with the recipe's 50,257-token vocabulary on TinyStories it uses GPT-Neo's,
+# as TinyStories did.
 
 # %%
 text = "Once upon a time, there was a little girl named Lily."

@@ -98,7 +98,7 @@ plots.plot_boundary(("dense model\n(end of phase 1)", val_dense), {k.replace(" (
 
 
 # %% [markdown]
-# **What to notice:** the default is exact to float rounding (around 1e-6) and its validation
+# **What to notice:** the default is exact to float rounding (1e-6 to 1e-5) and its validation
 # loss equals the dense model's. The other two start from a worse loss: they must re-learn
 # what the dense model knew.
 #

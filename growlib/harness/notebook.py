@@ -16,7 +16,7 @@ from ..checkpoint import checkpoint_exists, load_checkpoint
 from ..device import default_preset
 from ..model import GPT
 from ..train import PhaseResult
-from .paths import RUNS_DIR, run_name, shown_path
+from .paths import RUNS_DIR, run_name, shown_path, tinystories_sample
 from .pipeline import PHASE_CHECKPOINT, open_session, phase1, phase2, phase3
 from .session import Session
 
@@ -34,9 +34,14 @@ def steps_override() -> int | None:
 
 
 def notebook_session(preset: str | None = None, data: str | None = None, verbose: bool = True) -> Session:
-    """A session whose checkpoints live in ``runs/<preset>-<steps>-<data>/``, shared by all notebooks."""
+    """A session whose checkpoints live in ``runs/<preset>-<steps>-<data>/``, shared by all notebooks.
+
+    ``data`` by default: the local TinyStories text that ``GROWLIB_TINYSTORIES_SAMPLE`` names
+    (scripts/env.sh sets it), else ``auto`` (TinyStories from the hub or its cache, else the
+    bundled synthetic stories).
+    """
     preset = preset or default_preset()
-    data = data or "auto"
+    data = data or tinystories_sample() or "auto"
     steps = steps_override()
     out = RUNS_DIR / run_name(preset, steps, data)
     s = open_session(preset, data=data, steps=steps, out=out, verbose=verbose, fresh_history=False)
