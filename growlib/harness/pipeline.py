@@ -277,11 +277,12 @@ def find_resume(s: Session) -> Resumed:
         model, extra, tensors = load_checkpoint(out, point.checkpoint, device=s.config.device) \
             if s.par.is_main else (None, {}, {})
         model = s.par.distribute(model)
-        optimizer = optimizer_state(tensors, extra["optimizer"]) if point.checkpoint == ROLLING else None
-        if optimizer is not None and s.par.active:
-            optimizer = None
+        optimizer = None
+        if point.checkpoint == ROLLING and s.par.active:  # one process's optimizer state does not shard
             s.say(f"[resume] phase {point.phase} continues at step {point.next_step} across {s.par.world} "
                   f"processes; the optimizer's state restarts (it was saved by one process)")
+        elif point.checkpoint == ROLLING:
+            optimizer = optimizer_state(tensors, extra["optimizer"])
     lean_now = s.train_config(point.phase).lean
     if optimizer is not None and extra.get("lean", False) != lean_now:
         optimizer = None  # AdamW's state cannot seed Adafactor, nor the reverse
