@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Iterator
 
 from .cache import cache_dir, temporary_beside
 from .storygen import generate_stories
+from .storyworld import WORLD_SIZE, generate_world_stories
 
 if TYPE_CHECKING:
     import datasets
@@ -44,7 +45,7 @@ TINYSTORIES = "roneneldan/TinyStories"
 BUNDLED_STORIES = 20000  # ~7.5 MB of text, ~0.2 s to generate
 VAL_FRACTION = 0.05  # held out from sources that have no validation split of their own
 FILE_KINDS = {".txt": "text", ".text": "text", ".jsonl": "json", ".json": "json", ".parquet": "parquet"}
-ACCEPTED = ("'auto', 'bundled', 'tinystories', a .txt/.jsonl/.json/.parquet file, "
+ACCEPTED = ("'auto', 'bundled', 'world', 'tinystories', a .txt/.jsonl/.json/.parquet file, "
             "or a folder written by save_to_disk")
 
 
@@ -135,11 +136,11 @@ def open_tinystories(max_docs: int | None = None) -> Source:
                   _digest(f"{TINYSTORIES}:{train._fingerprint}:{validation._fingerprint}"))
 
 
-def bundled_text_file(n: int = BUNDLED_STORIES, seed: int = 0) -> Path:
-    """The synthetic stories as a text file under ``data/cache`` (stories separated by blank lines)."""
-    stories = generate_stories(n, seed)
+def bundled_text_file(n: int = BUNDLED_STORIES, seed: int = 0, world: bool = False) -> Path:
+    """The synthetic stories (``world``: the story world's) as a text file under ``data/cache``, blank-line separated."""
+    stories = generate_world_stories(n, seed) if world else generate_stories(n, seed)
     text = "\n\n".join(stories) + "\n"
-    path = cache_dir() / f"bundled-{n}-{seed}-{_digest(text)[:12]}.txt"
+    path = cache_dir() / f"{'world' if world else 'bundled'}-{n}-{seed}-{_digest(text)[:12]}.txt"
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = temporary_beside(path)  # per process: notebooks run in parallel
@@ -152,6 +153,15 @@ def open_bundled(n: int = BUNDLED_STORIES, seed: int = 0) -> Source:
     source = open_local(bundled_text_file(n, seed))
     source.spec = "bundled"
     source.label = f"synthetic stories (growlib.storygen, {n:,} generated offline; not TinyStories)"
+    return source
+
+
+def open_world(n: int = BUNDLED_STORIES, seed: int = 0) -> Source:
+    """The story world (growlib.storyworld): a fixed cast whose facts a model must remember."""
+    source = open_local(bundled_text_file(n, seed, world=True))
+    source.spec = "world"
+    source.label = (f"synthetic story world (growlib.storyworld, {n:,} stories about {WORLD_SIZE} characters "
+                    "generated offline; not TinyStories)")
     return source
 
 
@@ -256,12 +266,14 @@ def _digest(text: str) -> str:
 
 
 def open_source(spec: str = "auto", max_docs: int | None = None, verbose: bool = True) -> Source:
-    """``auto`` | ``bundled`` | ``tinystories`` | a file or folder -> :class:`Source`."""
+    """``auto`` | ``bundled`` | ``world`` | ``tinystories`` | a file or folder -> :class:`Source`."""
     say = print if verbose else (lambda *a, **k: None)
     if max_docs is not None and max_docs < 1:
         raise ValueError(f"--max-docs {max_docs} is invalid: accepted a positive number of training stories")
     if spec == "bundled":
         source = open_bundled()
+    elif spec == "world":
+        source = open_world()
     elif spec in ("auto", "tinystories"):
         try:
             source = open_tinystories(max_docs)
