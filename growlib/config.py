@@ -207,6 +207,15 @@ PRESETS: dict[str, Preset] = {
         growth=GrowthConfig(),
         description="a plain CPU: all three phases learn visibly in a few minutes",
     ),
+    "compare": Preset(  # the cpu preset at 3/4 width and 3 layers, half the steps
+        name="compare",
+        model=ModelConfig(vocab_size=2048, d_model=96, n_layers=3, n_heads=4, d_mlp=384, max_seq_len=128),
+        train=TrainConfig(steps_phase1=300, steps_phase2=125, steps_phase3=75, log_every=25,
+                          lr_phase1=2e-3, lr_phase2=1e-3, lr_phase3=6e-4, warmup_steps=15,
+                          batch_size=16, seq_len=128, eval_batches=8),
+        growth=GrowthConfig(extra_layers=3),
+        description="growth against its baselines (python -m growlib compare): three seeds fit in minutes",
+    ),
     "tiny": Preset(
         name="tiny",
         model=ModelConfig(vocab_size=512, d_model=64, n_layers=2, n_heads=4, d_mlp=256, max_seq_len=64),
@@ -218,6 +227,10 @@ PRESETS: dict[str, Preset] = {
     ),
 }
 
+
+# growlib compare's learning-rate sweep for the grown architecture from scratch: these times the preset's
+# dense-phase peak learning rate
+SCRATCH_LR_FACTORS = (0.5, 1.0, 2.0, 4.0)
 
 # earlier names that keep working: "seed" was the recipe preset's first name
 PRESET_ALIASES = {"seed": "recipe"}

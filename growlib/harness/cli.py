@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ..config import PLACEMENTS, PRESETS, PRESET_ALIASES
+from ..config import PLACEMENTS, PRESETS, PRESET_ALIASES, SCRATCH_LR_FACTORS
 from ..device import default_preset
 from ..parallel.group import PARALLEL_MODES, process_rank
 from .advice import LEAN_MODES, NotEnoughMemory
@@ -30,7 +30,7 @@ def _positive_int(text: str) -> int:
     return value
 
 
-DATA_HELP = ("auto | bundled | tinystories | a .txt/.jsonl/.json/.parquet file | a folder written by "
+DATA_HELP = ("auto | bundled | world | tinystories | a .txt/.jsonl/.json/.parquet file | a folder written by "
              "save_to_disk")
 MAX_DOCS_HELP = "keep only the first N training documents of the corpus"
 WORKERS_HELP = "processes that tokenize when the token files are made (default: the CPU count, at most 8)"
@@ -76,16 +76,21 @@ def build_parser() -> argparse.ArgumentParser:
     budget.add_argument("--scale-factor", type=float, default=None)
     budget.add_argument("--extra-layers", type=int, default=None)
 
-    comp = sub.add_parser("compare", help="growth vs training from scratch, measured in FLOPs")
-    comp.add_argument("--preset", default="cpu")
-    comp.add_argument("--data", default="auto")
-    comp.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    comp = sub.add_parser("compare", help="growth against its baselines (from scratch, small model trained on), "
+                                           "measured in FLOPs over several seeds")
+    comp.add_argument("--preset", default="compare")
+    comp.add_argument("--data", default="world", help="the corpus (default: the bundled story world); " + DATA_HELP)
+    comp.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     comp.add_argument("--eval-every", type=_positive_int, default=25)
     comp.add_argument("--steps", type=_positive_int, default=None, help="steps for every phase (overrides the preset)")
     comp.add_argument("--token-budget", type=_positive_int, default=None,
                       help="training tokens of the grown path; the three phases are scaled together")
+    comp.add_argument("--lr-factors", type=float, nargs="+", default=list(SCRATCH_LR_FACTORS),
+                      help="the from-scratch learning rates tried (first seed), as multiples of the dense phase's")
     comp.add_argument("--ablations", action="store_true", help="also re-run phase 3 with each growth variant")
-    comp.add_argument("--json", default=None, help="write curves and savings to this JSON file")
+    comp.add_argument("--upcycling", action="store_true", help="also re-run phase 2 with each upcycling choice")
+    comp.add_argument("--json", default=None, help="write curves and savings to this JSON file "
+                                                   "(results/compare_bundled.json is the committed one)")
 
     bench = sub.add_parser("bench", help="benchmarks (figures, not tests)")
     bench.add_argument("which", nargs="?", default="all", choices=["all", "peak", "steps", "moe", "grow", "memory", "dist"])
@@ -142,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
             from .compare import compare
 
             compare(args.preset, args.data, tuple(args.seeds), args.eval_every, args.ablations, args.steps, args.json,
-                    args.token_budget)
+                    args.token_budget, args.upcycling, tuple(args.lr_factors))
         elif args.command == "bench":
             from .bench import run_bench
 

@@ -1,22 +1,24 @@
-"""Does growth pay? The grown path against training from scratch, measured in FLOPs.
+"""Does growth pay? The grown path against fair baselines, measured in FLOPs, over several seeds.
 
 ``python -m growlib compare`` trains, on the same data and the same fixed
-validation batches, for each seed:
+validation batches, for each random seed:
 
-(a) the grown path: dense -> MoE -> grown, FLOPs counted from the first dense step;
-(b) the final grown architecture from scratch, for as many FLOPs as (a) used;
-(c) the dense model trained on for the FLOPs that phase 2 used (upcycled MoE
-    against continued dense training at equal compute).
+(i)   the grown path: dense -> MoE -> grown, FLOPs counted from the first dense step;
+(ii)  the grown architecture from scratch for as many FLOPs as (i), its peak
+      learning rate picked by a sweep (first seed; the best final validation loss);
+(iii) the small dense model trained from scratch for as many FLOPs as (i);
+(iv)  the dense model of phase 1 trained on for phase 2's FLOPs, against the
+      upcycled MoE of (i) at equal compute.
 
-FLOPs per step come from :func:`growlib.accounting.training_flops_per_token`
-(forward + backward, active parameters, attention and the output head). Each
-run logs validation loss against cumulative FLOPs. The saving is
-``1 - F_grown / F_scratch`` where ``F_grown`` is the FLOPs at which the grown
-path first reaches the scratch run's final validation loss (negative, and
-measured the other way round, when growth does not reach it).
-Ablations re-run phase 3 only, from the same phase-2 model, for the first seed;
-a placement whose layer plan equals one already run (``interleave`` and
-``middle`` coincide when the new layers equal the old ones) is not re-run.
+Every baseline has its own warm-up and cosine decay over its own length. FLOPs
+per step come from :func:`growlib.accounting.training_flops_per_token` (forward +
+backward, active parameters, attention and the output head); savings are
+defined in :mod:`growlib.harness.compare_stats`.
+
+Optional, per seed: ``ablations`` re-run phase 3 from the same phase-2 model
+with each growth variant; ``upcycling`` re-runs phase 2 from the same dense
+model with the choices the Sparse Upcycling paper found to matter. A variant
+whose layer plan equals one already run is not re-run.
 """
 
 from __future__ import annotations
@@ -24,20 +26,25 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
-import statistics
 import time
-from dataclasses import dataclass, field
+from pathlib import Path
 
 from ..accounting import training_flops_per_token
 from ..budget import phase_configs
-from ..config import get_preset
+from ..config import SCRATCH_LR_FACTORS, get_preset
 from ..grow import depth_plan, grow
 from ..model import GPT, build_model
-from ..train import PhaseHooks, PhaseSchedule, train_phase
-from .paths import RUNS_DIR, run_name
+from ..train import PhaseHooks, PhaseSchedule, evaluate, train_phase
+from ..upcycle import upcycle
+from .compare_stats import Curve, curves_over_seeds, percent, saving, separated, spread
+from .paths import RESULTS_DIR
 from .pipeline import open_session, phase1, phase2, phase3
 from .records import CurveKind
 from .session import Session
+
+__all__ = ["Curve", "saving", "compare", "compare_one", "load_results", "RESULTS_DIR"]
+
+TRAIN_FIT_STREAM = 99  # fixed training batches, evaluated like the validation ones: the train/validation gap
 
 ABLATIONS = {
     "plain G_stack copy": {"preserve": False},
@@ -46,58 +53,28 @@ ABLATIONS = {
     "no symmetry-breaking noise": {"noise": 0.0},
     "width x1.5": {"scale_factor": 1.5},
 }
+# phase 2 again from the same dense model; each changes one choice of the recipe's upcycling
+UPCYCLING = {
+    "no re-warm-up (dense schedule continued)": {"continue_schedule": True},
+    "router init x10 (std 0.2)": {"router_std": 0.2},
+    "no load balancing (weight 0)": {"aux_loss_coef": 0.0},
+    "load balancing x10 (weight 0.1)": {"aux_loss_coef": 0.1},
+    "top-1 routing": {"top_k": 1},
+}
 
 
-@dataclass
-class Curve:
-    label: str
-    flops: list[float] = field(default_factory=list)
-    val: list[float] = field(default_factory=list)
-
-    def add(self, flops: float, val: float) -> None:
-        self.flops.append(flops)
-        self.val.append(val)
-
-    def reach(self, target: float) -> float | None:
-        """First FLOPs at which the validation loss is <= target (linear between evaluations)."""
-        for i, (f, v) in enumerate(zip(self.flops, self.val)):
-            if v <= target:
-                if i == 0:
-                    return f
-                f0, v0 = self.flops[i - 1], self.val[i - 1]
-                return f0 + (f - f0) * (v0 - target) / (v0 - v)
-        return None
-
-
-def saving(path: Curve, reference: Curve) -> float:
-    """Share of the reference's FLOPs that ``path`` saves to reach the reference's final loss."""
-    f = path.reach(reference.val[-1])
-    if f is not None:
-        return 1.0 - f / reference.flops[-1]
-    g = reference.reach(path.val[-1])  # path never got there: how much sooner the reference got to path's end
-    return -(1.0 - g / path.flops[-1]) if g is not None else float("-inf")
-
-
-def _step_flops(s: Session, cfg) -> float:
-    t = s.config.train
-    return float(training_flops_per_token(cfg, t.seq_len) * t.batch_size * t.seq_len)
-
-
-def _train_curve(s: Session, model: GPT, schedule: PhaseSchedule, curve: Curve, flops0: float,
-                 step_flops: float) -> None:
-    """Train ``model`` over ``schedule``, adding a point to ``curve`` every ``eval_every`` steps."""
-    hooks = PhaseHooks(on_eval=lambda done, v: curve.add(flops0 + done * step_flops, v), eval_every=s.hooks.eval_every)
-    train_phase(model, s.data, s.config.train, schedule, s.config.device, hooks=hooks, val_batches=s.val_batches,
-                verbose=False)
-
-
-@dataclass
+@dataclasses.dataclass
 class _Costs:
     """Training FLOPs of one step of each phase's model, and the FLOPs spent before each phase."""
 
     step: dict[int, float]
     before: dict[int, float]
     total: float
+
+
+def _step_flops(s: Session, cfg) -> float:
+    t = s.config.train
+    return float(training_flops_per_token(cfg, t.seq_len) * t.batch_size * t.seq_len)
 
 
 def _costs(s: Session, cfgs: dict) -> _Costs:
@@ -108,14 +85,35 @@ def _costs(s: Session, cfgs: dict) -> _Costs:
     return _Costs(step, before, before[3] + t.steps_phase3 * step[3])
 
 
-def compare_one(preset: str, data: str, seed: int, eval_every: int, ablations: bool, steps: int | None,
-                token_budget: int | None = None) -> dict:
-    """The three paths (and, if asked, the ablations) for one random seed."""
+def _train_curve(s: Session, model: GPT, schedule: PhaseSchedule, curve: Curve, flops0: float, step_flops: float,
+                 train=None) -> None:
+    """Train ``model`` over ``schedule``, adding a point to ``curve`` every ``eval_every`` steps."""
+    hooks = PhaseHooks(on_eval=lambda done, v: curve.add(flops0 + done * step_flops, v), eval_every=s.hooks.eval_every)
+    train_phase(model, s.data, train or s.config.train, schedule, s.config.device, hooks=hooks,
+                val_batches=s.val_batches, verbose=False)
+
+
+def _train_fit(s: Session, model: GPT) -> float:
+    """Loss on fixed training batches, measured like the validation loss (eval mode, same count)."""
+    t = s.config.train
+    batches = [s.data.train_batch(t.batch_size, t.seed, TRAIN_FIT_STREAM, i) for i in range(t.eval_batches)]
+    return evaluate(model, batches, s.config.device)
+
+
+def _fixed_steps(flops: float, step_flops: float) -> int:
+    return max(1, round(flops / step_flops))
+
+
+def compare_one(preset: str, data: str, seed: int, eval_every: int, steps: int | None = None,
+                token_budget: int | None = None, scratch_lrs: tuple[float, ...] | None = None,
+                ablations: bool = False, upcycling: bool = False) -> dict:
+    """Every path for one random seed; ``scratch_lrs`` the learning rates tried for (ii)."""
     started = time.perf_counter()
     s = open_session(preset, data=data, steps=steps, out=None, verbose=False)
     train = dataclasses.replace(s.config.train, seed=seed)
     s.config = dataclasses.replace(s.config, train=train.with_token_budget(token_budget) if token_budget else train)
     s.hooks.eval_every = eval_every
+    t = s.config.train
     cfgs = phase_configs(s.config.preset.model, s.config.growth)  # dense, MoE, grown
     costs = _costs(s, cfgs)
     grown = Curve(CurveKind.GROWN.label)
@@ -124,58 +122,87 @@ def compare_one(preset: str, data: str, seed: int, eval_every: int, ablations: b
     dense = phase1(s)
     dense_copy = copy.deepcopy(dense)
     moe = phase2(s, dense)
-    moe_final = copy.deepcopy(moe)
-    phase3(s, moe)
-    scratch = _scratch(s, cfgs[3], seed, costs)
-    dense_more = _dense_continued(s, dense_copy, grown, costs)
-    moe_part = Curve(CurveKind.UPCYCLED_MOE.label, *_between(grown, costs.before[2], costs.before[3]))
-    t = s.config.train
+    moe_final = copy.deepcopy(moe) if ablations else None
+    big = phase3(s, moe)
+    fit = {CurveKind.GROWN.label: _train_fit(s, big)}
+    del big, moe
+
+    sweep = []
+    for lr in scratch_lrs or (t.lr_phase1,):
+        curve, model = _from_scratch(s, cfgs[3], seed, costs.total, costs.step[3], lr, CurveKind.SCRATCH.label)
+        sweep.append({"lr": lr, "final_val": curve.val[-1], "curve": curve.to_json(), "train_fit": _train_fit(s, model)})
+        del model
+    best = min(sweep, key=lambda r: r["final_val"])
+    scratch = Curve(CurveKind.SCRATCH.label, *best["curve"].values())
+    fit[scratch.label] = best["train_fit"]
+    small, model = _from_scratch(s, cfgs[1], seed, costs.total, costs.step[1], t.lr_phase1, CurveKind.SMALL.label)
+    fit[small.label] = _train_fit(s, model)
+    dense_more = _dense_continued(s, copy.deepcopy(dense_copy), grown, costs)
+    moe_part = grown.between(costs.before[2], costs.before[3]).shifted(costs.before[2])
+    moe_part.label = CurveKind.UPCYCLED_MOE.label
+    dense_part = dense_more.shifted(costs.before[2])
     result = {"seed": seed, "total_flops": costs.total,
-              "curves": {c.label: {"flops": c.flops, "val": c.val} for c in (grown, scratch, dense_more)},
-              "saving_grown_vs_scratch": saving(grown, scratch),
-              "saving_moe_vs_dense": saving(_rebase(moe_part, costs.before[2]), _rebase(dense_more, costs.before[2])),
-              "final_val": {"grown": grown.val[-1], "scratch": scratch.val[-1], "moe": moe_part.val[-1],
-                            "dense_continued": dense_more.val[-1]},
+              "curves": {c.label: c.to_json() for c in (grown, scratch, small, dense_more)},
+              "scratch_lr": best["lr"], "scratch_lr_sweep": sweep,
+              "saving_grown_vs_scratch": saving(grown, scratch), "saving_grown_vs_small": saving(grown, small),
+              "saving_moe_vs_dense": saving(moe_part, dense_part),
+              "final_val": {"grown": grown.val[-1], "scratch": scratch.val[-1], "small": small.val[-1],
+                            "moe": moe_part.val[-1], "dense_continued": dense_more.val[-1]},
+              "train_fit": fit,
               "steps": [t.steps_phase1, t.steps_phase2, t.steps_phase3],
-              "phase_start_flops": [0.0, costs.before[2], costs.before[3]],
-              "seconds": time.perf_counter() - started}
+              "phase_start_flops": [0.0, costs.before[2], costs.before[3]]}
+    result["paths_seconds"] = time.perf_counter() - started
+    if upcycling:
+        result["upcycling"] = _upcycling(s, dense_copy, seed, costs, dense_part)
     if ablations:
-        started = time.perf_counter()
-        base_final = _between(grown, costs.before[3], float("inf"))[1][-1]
-        result["ablations"] = _ablations(s, moe_final, seed, costs, base_final)
-        result["ablation_seconds"] = time.perf_counter() - started
+        result["ablations"] = _ablations(s, moe_final, seed, costs, grown.val[-1])
+    result["seconds"] = time.perf_counter() - started
+    result["variant_seconds"] = result["seconds"] - result["paths_seconds"]
     return result
 
 
-def _between(c: Curve, lo: float, hi: float) -> tuple[list[float], list[float]]:
-    """The points of ``c`` with lo <= FLOPs <= hi."""
-    kept = [(f, v) for f, v in zip(c.flops, c.val) if lo <= f <= hi]
-    return [f for f, _ in kept], [v for _, v in kept]
-
-
-def _scratch(s: Session, cfg, seed: int, costs: _Costs) -> Curve:
-    """(b) the grown architecture from scratch for the grown path's FLOPs, on the dense phase's batches and LR."""
-    curve = Curve(CurveKind.SCRATCH.label)
-    big = build_model(cfg, seed=seed)
-    curve.add(0.0, s.eval(big))
-    t = s.config.train
-    schedule = PhaseSchedule.of(t, 1).with_length(max(1, round(costs.total / costs.step[3])), t.lr_phase1)
-    _train_curve(s, big, schedule, curve, 0.0, costs.step[3])
-    return curve
+def _from_scratch(s: Session, cfg, seed: int, flops: float, step_flops: float, lr: float,
+                  label: str) -> tuple[Curve, GPT]:
+    """A model of ``cfg`` trained from its initialisation for ``flops``, one warm-up and decay over all of it."""
+    curve = Curve(label)
+    model = build_model(cfg, seed=seed)
+    curve.add(0.0, s.eval(model))
+    schedule = PhaseSchedule.of(s.config.train, 1).with_length(_fixed_steps(flops, step_flops), lr)
+    _train_curve(s, model, schedule, curve, 0.0, step_flops)
+    return curve, model
 
 
 def _dense_continued(s: Session, dense: GPT, grown: Curve, costs: _Costs) -> Curve:
-    """(c) the dense model trained on for phase 2's FLOPs, on phase 2's batches and LR."""
+    """(iv) the dense model trained on for phase 2's FLOPs, on phase 2's batches and learning rate."""
     curve = Curve(CurveKind.DENSE_CONTINUED.label)
-    curve.add(costs.before[2], _between(grown, 0.0, costs.before[2])[1][-1])
+    curve.add(costs.before[2], grown.between(0.0, costs.before[2]).val[-1])
     t = s.config.train
-    steps = max(1, round(t.steps_phase2 * costs.step[2] / costs.step[1]))
+    steps = _fixed_steps(t.steps_phase2 * costs.step[2], costs.step[1])
     _train_curve(s, dense, PhaseSchedule.of(t, 2).with_length(steps, t.lr_phase2), curve, costs.before[2],
                  costs.step[1])
     return curve
 
 
-def _ablations(s: Session, moe_final: GPT, seed: int, costs: _Costs, base_final: float) -> dict:
+def _upcycling(s: Session, dense: GPT, seed: int, costs: _Costs, dense_part: Curve) -> dict:
+    """Phase 2 again from the same dense model, once per upcycling choice, against the dense model continued."""
+    out = {}
+    t, g = s.config.train, s.config.growth
+    for name, change in UPCYCLING.items():
+        moe = upcycle(dense, g.n_experts, change.get("top_k", g.top_k), router_std=change.get("router_std", 0.02),
+                      seed=seed)
+        train = dataclasses.replace(t, aux_loss_coef=change.get("aux_loss_coef", t.aux_loss_coef))
+        schedule = PhaseSchedule.of(t, 2)
+        if change.get("continue_schedule"):  # where phase 1's schedule ended, no warm-up, decaying from there
+            schedule = dataclasses.replace(schedule, peak_lr=t.lr_phase1 * t.min_lr_ratio, warmup=0)
+        step = _step_flops(s, moe.cfg)
+        c = Curve(name)
+        c.add(0.0, s.eval(moe))
+        _train_curve(s, moe, schedule, c, 0.0, step, train)
+        out[name] = {**c.to_json(), "final_val": c.val[-1], "saving_vs_dense": saving(c, dense_part)}
+    return out
+
+
+def _ablations(s: Session, moe_final: GPT, seed: int, costs: _Costs, recipe_final: float) -> dict:
     """Phase 3 again from the same phase-2 model, once per variant with its own layer plan."""
     out: dict = {}
     plans = {}  # (everything but the placement, layer plan) -> the ablation that ran it
@@ -193,8 +220,8 @@ def _ablations(s: Session, moe_final: GPT, seed: int, costs: _Costs, base_final:
         c = Curve(name)
         c.add(costs.before[3], s.eval(model))
         _train_curve(s, model, PhaseSchedule.of(t, 3), c, costs.before[3], _step_flops(s, model.cfg))
-        out[name] = {"flops": c.flops, "val": c.val, "final_val": c.val[-1], "start_val": c.val[0],
-                     "seed_growth_final_val": base_final}
+        out[name] = {**c.to_json(), "final_val": c.val[-1], "start_val": c.val[0], "recipe_final_val": recipe_final,
+                     "seed_growth_final_val": recipe_final}  # the older key, kept for scripts that read it
     return out
 
 
@@ -210,69 +237,151 @@ def phase_start_flops(result: dict, run: dict) -> list[float]:
     return [0.0, s1 * per_step[0], s1 * per_step[0] + s2 * per_step[1]]
 
 
-def where_grown_path_reaches_scratch(result: dict, run: dict) -> dict:
-    """The compute at which the grown path first reaches scratch's final loss, and in which phase."""
+def where_grown_path_reaches(result: dict, run: dict, baseline: str = CurveKind.SCRATCH.label) -> dict:
+    """The compute at which the grown path first reaches a baseline's final loss, and in which phase."""
     grown = Curve("grown", *run["curves"][CurveKind.GROWN.label].values())
-    scratch = run["curves"][CurveKind.SCRATCH.label]
-    f = grown.reach(scratch["val"][-1])
+    base = run["curves"][baseline]
+    f = grown.reach(base["val"][-1])
     starts = phase_start_flops(result, run)
     phase = None if f is None else max(i + 1 for i, start in enumerate(starts) if f >= start)
-    return {"flops": f, "phase": phase, "scratch_flops": scratch["flops"][-1], "phase_start_flops": starts}
+    return {"flops": f, "phase": phase, "baseline_flops": base["flops"][-1], "scratch_flops": base["flops"][-1],
+            "phase_start_flops": starts}
 
 
-def _rebase(c: Curve, origin: float) -> Curve:
-    return Curve(c.label, [f - origin for f in c.flops], list(c.val))
+where_grown_path_reaches_scratch = where_grown_path_reaches  # the earlier name
 
 
-def compare(preset: str = "cpu", data: str = "auto", seeds: tuple[int, ...] = (0, 1), eval_every: int = 25,
-            ablations: bool = False, steps: int | None = None, json_path: str | None = None,
-            token_budget: int | None = None) -> dict:
-    p = get_preset(preset)
-    if not seeds or len(set(seeds)) != len(seeds):
-        raise ValueError(f"seeds {list(seeds)} are invalid: accepted one or more distinct integers")
-    if token_budget is not None:
-        p.train.with_token_budget(token_budget)  # a bad budget fails here, before any training
-    started = time.perf_counter()
-    runs = []
-    for seed in seeds:
-        print(f"[compare] preset {preset!r}, data {data!r}, seed {seed}...", flush=True)
-        # ablations re-train phase 3 once per variant: done for the first seed only
-        runs.append(compare_one(preset, data, seed, eval_every, ablations and seed == seeds[0], steps, token_budget))
-        r = runs[-1]
-        print(f"  {r['seconds'] / 60:.1f} min for the three paths"
-              + (f", {r['ablation_seconds'] / 60:.1f} min for the ablations" if "ablation_seconds" in r else ""))
-        for name, a in r.get("ablations", {}).items():
-            print(f"  ablation {name}: start {a['start_val']:.4f}, final {a['final_val']:.4f} "
-                  f"(the recipe's growth {a['seed_growth_final_val']:.4f})"
-                  + (f" [same layer plan as {a['same_as']}: not re-run]" if "same_as" in a else ""))
-        print(f"  grown path final val {r['final_val']['grown']:.4f}, scratch {r['final_val']['scratch']:.4f}: "
-              f"saving {100 * r['saving_grown_vs_scratch']:.1f}%")
-        print(f"  MoE final val {r['final_val']['moe']:.4f}, dense continued {r['final_val']['dense_continued']:.4f}: "
-              f"saving {100 * r['saving_moe_vs_dense']:.1f}%")
-    summary = {}
-    for key in ("saving_grown_vs_scratch", "saving_moe_vs_dense"):
-        vals = [r[key] for r in runs]
-        summary[key] = {"mean": statistics.mean(vals), "min": min(vals), "max": max(vals), "values": vals}
-        print(f"[compare] {key}: mean {100 * summary[key]['mean']:.1f}% "
-              f"(min {100 * summary[key]['min']:.1f}%, max {100 * summary[key]['max']:.1f}%, seeds {list(seeds)})")
-    seconds = time.perf_counter() - started
-    print(f"[compare] done in {seconds / 60:.1f} min")
-    out = {"preset": preset, "data": data, "seeds": list(seeds), "token_budget": token_budget,
-           "summary": summary, "runs": runs, "seconds": seconds}
-    if json_path:
-        with open(json_path, "w") as f:
-            json.dump(out, f, indent=1)
+def _variants_over_seeds(runs: list[dict], key: str, fields: tuple[str, ...]) -> dict:
+    """Each variant's figures as spreads over the seeds that ran it."""
+    if key not in runs[0]:
+        return {}
+    return {name: {**{f: spread([r[key][name][f] for r in runs]) for f in fields},
+                   **({"same_as": v["same_as"]} if "same_as" in v else {})}
+            for name, v in runs[0][key].items()}
+
+
+def summarize(runs: list[dict]) -> dict:
+    """The figures over seeds: savings in percent, final losses, train/validation gaps, curves."""
+    labels = list(runs[0]["curves"])
+    grown, scratch = CurveKind.GROWN.label, CurveKind.SCRATCH.label
+    out = {
+        "saving_vs_scratch_percent": percent(spread([r["saving_grown_vs_scratch"] for r in runs])),
+        "saving_vs_small_percent": percent(spread([r["saving_grown_vs_small"] for r in runs])),
+        "saving_moe_vs_dense_percent": percent(spread([r["saving_moe_vs_dense"] for r in runs])),
+        "final_val": {k: spread([r["final_val"][k] for r in runs]) for k in runs[0]["final_val"]},
+        "train_val_gap": {label: spread([r["final_val"][_short(label)] - r["train_fit"][label] for r in runs])
+                          for label in runs[0]["train_fit"]},
+        "curves": {label: curves_over_seeds([r["curves"][label] for r in runs]) for label in labels},
+        "ablations": _variants_over_seeds(runs, "ablations", ("start_val", "final_val")),
+        "upcycling": _variants_over_seeds(runs, "upcycling", ("final_val", "saving_vs_dense")),
+    }
+    fv = out["final_val"]
+    out["grown_beats_small"] = fv["grown"]["mean"] < fv["small"]["mean"] and separated(fv["grown"], fv["small"])
+    out["grown_beats_scratch"] = fv["grown"]["mean"] < fv["scratch"]["mean"] and separated(fv["grown"], fv["scratch"])
+    out["curves"][grown]["phase_start_flops"] = runs[0]["phase_start_flops"]
+    out["curves"][scratch]["lr"] = runs[0]["scratch_lr"]
     return out
 
 
-def load_or_run(preset: str, data: str = "auto", seeds: tuple[int, ...] = (0, 1), eval_every: int = 25,
-                ablations: bool = True, steps: int | None = None) -> tuple[dict, str]:
-    """The comparison's results: from ``runs/compare-*.json`` when a run left them, else computed now."""
+def _short(label: str) -> str:
+    return {CurveKind.GROWN.label: "grown", CurveKind.SCRATCH.label: "scratch", CurveKind.SMALL.label: "small"}[label]
 
-    name = f"compare-{run_name(preset, steps, data)}.json"
-    path = RUNS_DIR / name
-    if path.exists():
-        return json.loads(path.read_text()), f"loaded from runs/{name}"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    result = compare(preset, data, seeds, eval_every, ablations, steps, str(path))
-    return result, f"computed now and saved to runs/{name}"
+
+def compare(preset: str = "compare", data: str = "world", seeds: tuple[int, ...] = (0, 1, 2), eval_every: int = 25,
+            ablations: bool = False, steps: int | None = None, json_path: str | None = None,
+            token_budget: int | None = None, upcycling: bool = False,
+            lr_factors: tuple[float, ...] = SCRATCH_LR_FACTORS) -> dict:
+    """Every path for each seed, the learning-rate sweep on the first; the figures over seeds (see module doc)."""
+    p = get_preset(preset)
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise ValueError(f"seeds {list(seeds)} are invalid: accepted one or more distinct integers")
+    if not lr_factors or any(f <= 0 for f in lr_factors):
+        raise ValueError(f"learning-rate factors {list(lr_factors)} are invalid: accepted positive numbers")
+    if token_budget is not None:
+        p.train.with_token_budget(token_budget)  # a bad budget fails here, before any training
+    if json_path:
+        Path(json_path).parent.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    runs, best_lr = [], None
+    for seed in seeds:
+        print(f"[compare] preset {preset!r}, data {data!r}, seed {seed}...", flush=True)
+        lrs = tuple(f * p.train.lr_phase1 for f in lr_factors) if best_lr is None else (best_lr,)
+        runs.append(compare_one(preset, data, seed, eval_every, steps, token_budget, lrs, ablations, upcycling))
+        r = runs[-1]
+        best_lr = r["scratch_lr"]
+        _report_seed(r)
+    summary = summarize(runs)
+    seconds = time.perf_counter() - started
+    shown = Path(data).name if Path(data).exists() else data  # a file's name, never a path on this machine
+    out = {"preset": preset, "data": shown, "seeds": list(seeds), "token_budget": token_budget,
+           "tokens_per_run": sum(runs[0]["steps"]) * p.train.batch_size * p.train.seq_len
+           if token_budget is None else token_budget,
+           "scratch_lr_sweep": [{"lr": r["lr"], "final_val": r["final_val"]} for r in runs[0]["scratch_lr_sweep"]],
+           "scratch_lr": best_lr, "scratch_lr_at_sweep_edge": _at_edge(best_lr, runs[0]["scratch_lr_sweep"]),
+           **summary,
+           "summary": _older_summary(runs), "runs": runs, "seconds": seconds}
+    _report(out)
+    if json_path:
+        with open(json_path, "w") as f:
+            json.dump(out, f, indent=1)
+        print(f"[compare] results written to {json_path}")
+    return out
+
+
+def _at_edge(lr: float, sweep: list[dict]) -> bool:
+    """Whether the best learning rate is the sweep's smallest or largest (the optimum may lie beyond)."""
+    tried = [r["lr"] for r in sweep]
+    return len(tried) > 1 and lr in (min(tried), max(tried))
+
+
+def _older_summary(runs: list[dict]) -> dict:
+    """The summary's earlier keys (fractions), kept for scripts that read them."""
+    out = {}
+    for key in ("saving_grown_vs_scratch", "saving_moe_vs_dense", "saving_grown_vs_small"):
+        vals = [r[key] for r in runs]
+        out[key] = {**spread(vals), "min": min(vals), "max": max(vals)}
+    return out
+
+
+def _report_seed(r: dict) -> None:
+    sweep = ", ".join(f"{x['lr']:.2e} -> {x['final_val']:.4f}" for x in r["scratch_lr_sweep"])
+    fv = r["final_val"]
+    print(f"  {r['paths_seconds'] / 60:.1f} min for the four paths"
+          + (f", {r['variant_seconds'] / 60:.1f} min for the variants" if r["variant_seconds"] > 1 else "")
+          + f"; scratch learning rates: {sweep}")
+    print(f"  final validation loss: grown {fv['grown']:.4f}, scratch {fv['scratch']:.4f}, "
+          f"small trained on {fv['small']:.4f}; MoE {fv['moe']:.4f} vs dense continued {fv['dense_continued']:.4f}")
+    print(f"  saving vs scratch {100 * r['saving_grown_vs_scratch']:.1f}%, vs small {100 * r['saving_grown_vs_small']:.1f}%, "
+          f"MoE vs dense {100 * r['saving_moe_vs_dense']:.1f}%", flush=True)
+
+
+def _report(out: dict) -> None:
+    n = len(out["seeds"])
+    for key in ("saving_vs_scratch_percent", "saving_vs_small_percent", "saving_moe_vs_dense_percent"):
+        s = out[key]
+        print(f"[compare] {key}: {s['mean']:.1f} ± {s['std']:.1f} (mean ± std over {n} seeds)")
+    for key, s in out["final_val"].items():
+        print(f"[compare] final validation loss, {key}: {s['mean']:.4f} ± {s['std']:.4f}")
+    for label, s in out["train_val_gap"].items():
+        print(f"[compare] validation - training loss, {label}: {s['mean']:+.4f} ± {s['std']:.4f}")
+    for kind in ("upcycling", "ablations"):
+        for name, v in out[kind].items():
+            print(f"[compare] {kind} {name}: final {v['final_val']['mean']:.4f} ± {v['final_val']['std']:.4f}")
+    paths = sum(r["paths_seconds"] for r in out["runs"]) / 60
+    print(f"[compare] done in {out['seconds'] / 60:.1f} min ({paths:.1f} min for the four paths, "
+          f"{out['seconds'] / 60 - paths:.1f} min for the variants)")
+
+
+def results_path(data: str) -> Path:
+    """``results/compare_<corpus>.json``: the committed results notebook 04 draws."""
+    name = {"world": "bundled", "bundled": "bundled"}.get(data, "tinystories")
+    return RESULTS_DIR / f"compare_{name}.json"
+
+
+def load_results(data: str, name: str | None = None) -> dict:
+    """The committed results of ``compare`` on a corpus (``world`` or ``tinystories``), or the file ``name``."""
+    path = results_path(data) if name is None else RESULTS_DIR / name
+    if not path.exists():
+        raise FileNotFoundError(f"{path} is missing: `python -m growlib compare --data {data} --json {path}` "
+                                "computes it")
+    return json.loads(path.read_text())

@@ -15,6 +15,7 @@ from ..cache import DATA_DIR
 
 RUNS_DIR = Path(os.environ.get("GROWLIB_RUNS_DIR", DATA_DIR.parent / "runs"))
 SAMPLE_VAR = "GROWLIB_TINYSTORIES_SAMPLE"
+RESULTS_DIR = Path(__file__).resolve().parents[2] / "results"  # committed results (git-tracked), beside growlib/
 
 
 def run_name(preset: str, steps: int | None, data: str) -> str:

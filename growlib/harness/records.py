@@ -73,6 +73,7 @@ class CurveKind(Enum):
 
     GROWN = "grown path (dense -> MoE -> grown)"
     SCRATCH = "grown architecture from scratch"
+    SMALL = "small dense model trained on"
     DENSE_CONTINUED = "dense, continued"
     UPCYCLED_MOE = "upcycled MoE"
 
