@@ -32,7 +32,7 @@
 # spelling, grammar, who the characters are. Growth hands that knowledge to the big model
 # for free, so the expensive steps are spent on what only the big model can learn. Papers
 # report 33-57% of the compute saved (LEMON, G_stack, bert2BERT); notebook 04
-# measures it here.
+# measures it here, against baselines tuned on their own and over several random seeds.
 #
 # **The recipe.** The series follows one specification of this three-phase run, which we call
 # *the recipe*: a dense GPT of exactly 100,038,016 parameters (d_model 832, 7 layers, 8 heads,
@@ -40,8 +40,10 @@
 # in width and +4 in depth, with its console format, checkpoints and memory table. The preset
 # `recipe` has its sizes. (A *seed*, in code and text alike, is only ever a random seed.)
 #
-# This notebook trains nothing. It counts: how many parameters each phase has, how many a
-# token actually uses, and how much memory training each phase needs.
+# This notebook trains nothing and reads no corpus. It counts: how many parameters each phase
+# has, how many a token actually uses, and how much memory training each phase needs. Notebooks
+# 01-04 print the corpus they use (real TinyStories text where this machine has it, otherwise
+# growlib's bundled synthetic stories, labelled so).
 
 # %%
 # %matplotlib inline

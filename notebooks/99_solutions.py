@@ -218,6 +218,30 @@ per_step = gl.training_flops_per_token(configs[3], t.seq_len) * t.batch_size * t
 print(f"the grown path ({total:.3e} FLOPs) buys {total / per_step:.0f} steps of the big model from scratch")
 
 # %% [markdown]
+# **3. Real or noise?** The per-seed savings are in each results file's `runs`; their mean and
+# sample standard deviation by hand, and the one-std rule applied to the final losses:
+
+# %%
+import statistics
+
+from growlib.harness.compare import load_results
+
+world = load_results("world")
+per_seed = [100 * run["saving_grown_vs_small"] for run in world["runs"]]
+mean, std = statistics.mean(per_seed), statistics.stdev(per_seed)
+print(f"saving vs the small model trained on, per seed: {', '.join(f'{v:+.1f}%' for v in per_seed)}")
+print(f"by hand: {mean:+.1f} ± {std:.1f}%   (the file: {world['saving_vs_small_percent']['mean']:+.1f} ± "
+      f"{world['saving_vs_small_percent']['std']:.1f}%)")
+g, sm = world["final_val"]["grown"], world["final_val"]["small"]
+gap = sm["mean"] - g["mean"]
+print(f"final loss: small - grown = {gap:+.4f} nats; larger std {max(g['std'], sm['std']):.4f} -> "
+      f"{'separated' if abs(gap) > max(g['std'], sm['std']) else 'not separated'}")
+
+# %% [markdown]
+# With three seeds the standard deviation is itself uncertain (its own relative error is about
+# $1/\sqrt{2(n-1)} = 50\%$), so "separated by one std" is a rough screen, not a significance test.
+#
+# %% [markdown]
 # ## 05 · Scale out
 #
 # **1. Four processes for the recipe.** Weights, gradients and AdamW's two moments are 16 bytes a
