@@ -11,6 +11,7 @@ from matplotlib import ticker
 import numpy as np
 
 from .accounting import ParamReport
+from .harness.compare_stats import Curve
 from .harness.records import CurveKind
 from .memory import GB, MemoryPlan
 from .verify import THRESHOLD, Preservation
@@ -294,6 +295,10 @@ def plot_compare_curves(result: dict, ax=None, title: str = "Validation loss aga
         ax.fill_between(x, m - sd, m + sd, color=color, alpha=0.2, lw=0)
         if label in (CurveKind.SCRATCH.label, CurveKind.SMALL.label):
             ax.axhline(m[-1], color=color, lw=0.7, alpha=0.6)
+    # the first quarter of the compute falls from ~ln(vocabulary) for every path: the axis starts below it
+    quarter = [Curve("", c["flops"], c["val_mean"]).at(0.25 * c["flops"][-1]) for c in result["curves"].values()]
+    lowest = min(min(c["val_mean"]) for c in result["curves"].values())
+    ax.set_ylim(lowest - 0.05 * (max(quarter) - lowest), max(quarter))
     for start in result["curves"][CurveKind.GROWN.label].get("phase_start_flops", [])[1:]:
         ax.axvline(start / 1e12, color="grey", ls=":", lw=0.8)
     sv, ss = result["saving_vs_scratch_percent"], result["saving_vs_small_percent"]
@@ -304,7 +309,7 @@ def plot_compare_curves(result: dict, ax=None, title: str = "Validation loss aga
     ax.set_xlabel("training compute (TFLOPs, forward + backward)")
     ax.set_ylabel("validation loss")
     ax.set_title(title)
-    ax.legend(fontsize=8, loc="center right")
+    ax.legend(fontsize=8, loc="lower left")
     return ax
 
 
@@ -317,6 +322,8 @@ def plot_lr_sweep(result: dict, ax=None, title: str = "From scratch: the learnin
     best = min(sweep, key=lambda r: r["final_val"])
     ax.plot([best["lr"]], [best["final_val"]], "k*", ms=12, label=f"chosen: {best['lr']:.1e}")
     ax.set_xscale("log")
+    ax.xaxis.set_minor_formatter(ticker.NullFormatter())
+    ax.set_xticks(lrs, [f"{lr:.1e}" for lr in lrs])
     ax.set_xlabel("peak learning rate")
     ax.set_ylabel("final validation loss")
     ax.set_title(title)
@@ -331,7 +338,7 @@ def plot_variants(result: dict, kind: str = "ablations", ax=None, title: str | N
     (phase 2 re-run; the band is the dense model continued at the same compute).
     """
     variants = result[kind]
-    ax = _axes(ax, (7, 0.5 * len(variants) + 1.2))
+    ax = _axes(ax, (10, 0.5 * len(variants) + 1.2))
     if kind == "ablations":
         ref, ref_label = result["final_val"]["grown"], "the recipe's growth"
     else:
@@ -348,7 +355,7 @@ def plot_variants(result: dict, kind: str = "ablations", ax=None, title: str | N
     ax.invert_yaxis()
     ax.set_xlabel(f"final validation loss (mean ± std, {len(result['seeds'])} seeds)")
     ax.set_title(title or {"ablations": "Phase-3 variants", "upcycling": "Upcycling choices"}[kind])
-    ax.legend(fontsize=8, loc="lower right")
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     return ax
 
 

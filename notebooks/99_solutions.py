@@ -241,6 +241,7 @@ print(f"final loss: small - grown = {gap:+.4f} nats; larger std {max(g['std'], s
 # With three seeds the standard deviation is itself uncertain (its own relative error is about
 # $1/\sqrt{2(n-1)} = 50\%$), so "separated by one std" is a rough screen, not a significance test.
 #
+
 # %% [markdown]
 # ## 05 · Scale out
 #
