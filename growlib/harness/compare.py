@@ -93,11 +93,10 @@ def _train_curve(s: Session, model: GPT, schedule: PhaseSchedule, curve: Curve, 
                 val_batches=s.val_batches, verbose=False)
 
 
-def _train_fit(s: Session, model: GPT) -> float:
-    """Loss on fixed training batches, measured like the validation loss (eval mode, same count)."""
+def _train_fit_batches(s: Session) -> list:
+    """Fixed training batches, as many as the validation ones: each path's loss on them is its fit."""
     t = s.config.train
-    batches = [s.data.train_batch(t.batch_size, t.seed, TRAIN_FIT_STREAM, i) for i in range(t.eval_batches)]
-    return evaluate(model, batches, s.config.device)
+    return [s.data.train_batch(t.batch_size, t.seed, TRAIN_FIT_STREAM, i) for i in range(t.eval_batches)]
 
 
 def _fixed_steps(flops: float, step_flops: float) -> int:
@@ -124,19 +123,21 @@ def compare_one(preset: str, data: str, seed: int, eval_every: int, steps: int |
     moe = phase2(s, dense)
     moe_final = copy.deepcopy(moe) if ablations else None
     big = phase3(s, moe)
-    fit = {CurveKind.GROWN.label: _train_fit(s, big)}
+    fit_batches = _train_fit_batches(s)
+    fit = {CurveKind.GROWN.label: evaluate(big, fit_batches, s.config.device)}
     del big, moe
 
     sweep = []
     for lr in scratch_lrs or (t.lr_phase1,):
         curve, model = _from_scratch(s, cfgs[3], seed, costs.total, costs.step[3], lr, CurveKind.SCRATCH.label)
-        sweep.append({"lr": lr, "final_val": curve.val[-1], "curve": curve.to_json(), "train_fit": _train_fit(s, model)})
+        sweep.append({"lr": lr, "final_val": curve.val[-1], "curve": curve.to_json(),
+                      "train_fit": evaluate(model, fit_batches, s.config.device)})
         del model
     best = min(sweep, key=lambda r: r["final_val"])
     scratch = Curve(CurveKind.SCRATCH.label, *best["curve"].values())
     fit[scratch.label] = best["train_fit"]
     small, model = _from_scratch(s, cfgs[1], seed, costs.total, costs.step[1], t.lr_phase1, CurveKind.SMALL.label)
-    fit[small.label] = _train_fit(s, model)
+    fit[small.label] = evaluate(model, fit_batches, s.config.device)
     dense_more = _dense_continued(s, copy.deepcopy(dense_copy), grown, costs)
     moe_part = grown.between(costs.before[2], costs.before[3]).shifted(costs.before[2])
     moe_part.label = CurveKind.UPCYCLED_MOE.label
@@ -153,7 +154,7 @@ def compare_one(preset: str, data: str, seed: int, eval_every: int, steps: int |
               "phase_start_flops": [0.0, costs.before[2], costs.before[3]]}
     result["paths_seconds"] = time.perf_counter() - started
     if upcycling:
-        result["upcycling"] = _upcycling(s, dense_copy, seed, costs, dense_part)
+        result["upcycling"] = _upcycling(s, dense_copy, seed, dense_part)
     if ablations:
         result["ablations"] = _ablations(s, moe_final, seed, costs, grown.val[-1])
     result["seconds"] = time.perf_counter() - started
@@ -183,7 +184,7 @@ def _dense_continued(s: Session, dense: GPT, grown: Curve, costs: _Costs) -> Cur
     return curve
 
 
-def _upcycling(s: Session, dense: GPT, seed: int, costs: _Costs, dense_part: Curve) -> dict:
+def _upcycling(s: Session, dense: GPT, seed: int, dense_part: Curve) -> dict:
     """Phase 2 again from the same dense model, once per upcycling choice, against the dense model continued."""
     out = {}
     t, g = s.config.train, s.config.growth
