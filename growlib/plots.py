@@ -303,13 +303,13 @@ def plot_compare_curves(result: dict, ax=None, title: str = "Validation loss aga
         ax.axvline(start / 1e12, color="grey", ls=":", lw=0.8)
     sv, ss = result["saving_vs_scratch_percent"], result["saving_vs_small_percent"]
     ax.text(0.98, 0.95, f"saving vs scratch {sv['mean']:+.1f} ± {sv['std']:.1f}%\n"
-                        f"saving vs small trained on {ss['mean']:+.1f} ± {ss['std']:.1f}%\n(mean ± std, {n} seeds)",
+                        f"saving vs small trained on {ss['mean']:+.1f} ± {ss['std']:.1f}%\n(mean ± std, {n} seed{'s' * (n > 1)})",
             transform=ax.transAxes, ha="right", va="top", fontsize=8,
             bbox=dict(boxstyle="round", fc="white", ec="0.8"))
     ax.set_xlabel("training compute (TFLOPs, forward + backward)")
     ax.set_ylabel("validation loss")
     ax.set_title(title)
-    ax.legend(fontsize=8, loc="lower left")
+    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2)  # below: clear of every curve
     return ax
 
 

@@ -135,7 +135,7 @@ for name, r in results.items():
 # train for the whole budget, the targets the savings are measured at.
 
 # %%
-fig, axes = plt.subplots(1, 2, figsize=(15, 4.6))
+fig, axes = plt.subplots(1, 2, figsize=(15, 5.4))
 for ax, (name, r) in zip(axes, results.items()):
     plots.plot_compare_curves(r, ax=ax, title=name)
 fig.tight_layout()
@@ -303,7 +303,7 @@ for name, r in budgets.items():
         late = curve.at(0.75 * curve.flops[-1]) - curve.val[-1]
         print(f"    {label:38s} final {curve.val[-1]:.4f}, late drop {late:.4f} nats")
 if len(budgets) > 1:
-    fig, axes = plt.subplots(1, 2, figsize=(15, 4.6))
+    fig, axes = plt.subplots(1, 2, figsize=(15, 5.4))
     for ax, (name, r) in zip(axes, budgets.items()):
         plots.plot_compare_curves(r, ax=ax, title=f"story world, {name}")
     fig.tight_layout()
