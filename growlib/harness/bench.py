@@ -2,8 +2,9 @@
 
 - ``peak``: this machine's fp32 matmul rate, the best over square and transformer-shaped products.
 - ``steps``: training steps of the cpu preset and of the recipe's dense and MoE models, as a
-  fraction of that peak, with tokens per second and peak memory against the estimate; the
-  recipe's dense and MoE steps three times each, each right after its own peak measurement
+  fraction of that peak, with tokens per second and peak memory against the estimate; each
+  step timed once the heap has settled, against the peak measured in its own process just
+  before and just after; the recipe's dense and MoE steps three times each, in fresh processes
   (the medians are reported). Its JSON keys ``seed_*`` name the recipe's models (the names
   scripts know).
 - ``moe``: forward+backward of the MoE layer at the recipe's shapes (d 832, hidden
@@ -40,7 +41,7 @@ from ..moe import MoE
 from ..train import make_optimizer, train_step
 from .bench_dist import bench_dist
 from .allocator import keep_freed_memory_for_reuse
-from .measure import current_rss, measured_peak, reset_peak, warm_up_runtime
+from .measure import current_rss, measured_peak, minor_page_faults, reset_peak, warm_up_runtime
 
 
 def _time(fn: Callable[[], None], repeats: int = 5, warmup: int = 2) -> float:
@@ -186,10 +187,36 @@ def _fresh_phase(preset: str, phase: int, seed: int):
     return cfg, p.train, overhead, model, opt, torch.Generator().manual_seed(seed)
 
 
+SETTLED_PAGE_FAULTS = 4096  # fresh pages (16 MiB): a step that faults fewer found its memory in the heap
+MAX_WARMUP_STEPS = 6
+
+
+def warm_up_until_settled(step: Callable[[], None], max_steps: int = MAX_WARMUP_STEPS) -> list[int]:
+    """Run ``step`` until one takes fewer than SETTLED_PAGE_FAULTS fresh pages; each step's page faults.
+
+    The first steps of a phase grow the heap (the recipe's MoE: 1.25 M fresh 4 KiB pages in its
+    first step, 0.47 M in the second, 0.10 M in the third, then none), and the kernel zeroes every
+    fresh page at its first touch: a step timed before the heap has settled measures that, not
+    the step a run repeats for the rest of its phase.
+    """
+    faults: list[int] = []
+    while len(faults) < max_steps:
+        before = minor_page_faults()
+        step()
+        faults.append(minor_page_faults() - before)
+        if faults[-1] < SETTLED_PAGE_FAULTS:
+            break
+    return faults
+
+
 def _step_worker(preset: str, phase: int, steps: int) -> dict:
     """Fresh process: time ``steps`` training steps of one phase's model at its preset's batch.
 
-    Each is :func:`growlib.train_step`, the step a run takes (a MoE's auxiliary losses included).
+    Each is :func:`growlib.train_step`, the step a run takes (a MoE's auxiliary losses included),
+    timed once the heap has settled. The matmul peak is measured in this process right before and
+    right after the timed steps, and the step is compared with their mean: this machine's matmul
+    rate drifts by tens of percent within a minute, so a peak taken a minute earlier (or the best
+    of several) would say more about the drift than about the step.
     """
     cfg, t, overhead, model, opt, gen = _fresh_phase(preset, phase, seed=0)
     batch = tuple(torch.randint(0, cfg.vocab_size, (2, t.batch_size, t.seq_len), generator=gen))
@@ -197,15 +224,23 @@ def _step_worker(preset: str, phase: int, steps: int) -> dict:
     def step():
         train_step(model, opt, batch, t.aux_loss_coef, t.z_loss_coef, t.grad_clip)
 
-    step()  # warm-up: allocates the optimizer state
+    warmup_faults = warm_up_until_settled(step)
+    peak, _ = measured_peak("cpu")  # the settled heap: read before the matmul peak's matrices join it
+    peak_before = bench_matmul_peak()["matmul_peak_gflops"]
+    faults = minor_page_faults()
     times = [_time(step, repeats=1, warmup=0) for _ in range(steps)]
+    faults = (minor_page_faults() - faults) // steps
+    peak_after = bench_matmul_peak()["matmul_peak_gflops"]
     tokens = t.batch_size * t.seq_len
     flops = training_flops_per_token(cfg, t.seq_len) * tokens
     sec = statistics.median(times)
-    peak, _ = measured_peak("cpu")
     estimate = estimate_memory(cfg, t.batch_size, t.seq_len, overhead=overhead).total
+    matmul_peak = (peak_before + peak_after) / 2
     return {"step_seconds": sec, "step_gflops": flops / sec / 1e9, "tokens_per_second": tokens / sec,
-            "peak_rss_gb": peak / 1e9, "estimate_gb": estimate / 1e9, "step_times": times}
+            "matmul_peak_gflops": matmul_peak, "matmul_peaks_before_after": [peak_before, peak_after],
+            "fraction_of_peak": flops / sec / 1e9 / matmul_peak, "warmup_steps": len(warmup_faults),
+            "warmup_page_faults": warmup_faults, "timed_page_faults_per_step": faults, "peak_rss_gb": peak / 1e9, "estimate_gb": estimate / 1e9,
+            "step_times": times}
 
 
 def _in_subprocess(worker: str, *args) -> dict:
@@ -216,53 +251,56 @@ def _in_subprocess(worker: str, *args) -> dict:
     return json.loads(res.stdout.strip().splitlines()[-1])
 
 
-def _recipe_step_runs(key: str, phase: int, steps: int, runs: int) -> tuple[dict, list[float], list[float], list[dict]]:
-    """The recipe's ``phase`` step measured ``runs`` times, each right after its own matmul peak.
+def _recipe_step_runs(key: str, phase: int, steps: int, runs: int) -> tuple[dict, list[dict]]:
+    """The recipe's ``phase`` step measured ``runs`` times, each in a fresh process with its own peak.
 
-    Returns (the run whose fraction of its peak is the median, with its peak added), the peaks, the fractions, all runs.
+    Returns (the run whose fraction of its peak is the median, all runs).
     """
-    peaks, fractions, results = [], [], []
+    results = []
     for i in range(runs):
-        peaks.append(bench_matmul_peak()["matmul_peak_gflops"])
         r = _in_subprocess("_step_worker", "recipe", phase, steps)
         results.append(r)
-        fractions.append(r["step_gflops"] / peaks[-1])
-        print(f"  {key} run {i + 1}: peak {peaks[-1]:.1f} GFLOP/s, step {r['step_seconds']:.2f} s, "
-              f"{r['step_gflops']:.1f} GFLOP/s = {fractions[-1]:.3f} of peak", flush=True)
-    median = sorted(range(runs), key=lambda i: fractions[i])[runs // 2]
-    return {**results[median], "matmul_peak_gflops": peaks[median]}, peaks, fractions, results
+        before, after = r["matmul_peaks_before_after"]
+        print(f"  {key} run {i + 1}: {r['warmup_steps']} warm-up steps, peak {before:.1f} before / {after:.1f} "
+              f"after GFLOP/s, step {r['step_seconds']:.2f} s, {r['step_gflops']:.1f} GFLOP/s = "
+              f"{r['fraction_of_peak']:.3f} of peak", flush=True)
+    median = sorted(range(runs), key=lambda i: results[i]["fraction_of_peak"])[runs // 2]
+    return results[median], results
 
 
 def bench_steps(recipe_runs: int = 3) -> dict:
     """Training steps of the cpu preset and of the recipe's dense and MoE models, against the matmul peak.
 
-    The recipe's dense and MoE steps are each measured ``recipe_runs`` times, each right after
-    its own peak measurement; their ``*_step_fraction_of_peak`` is the median of those fractions.
-    The cpu preset's steps are compared with the peak of the dense median run.
+    Every step is timed once the heap has settled, against the matmul peak measured in its own
+    process just before and just after (:func:`_step_worker`). The recipe's dense and MoE steps
+    are each measured ``recipe_runs`` times, in fresh processes; their ``*_step_fraction_of_peak``
+    is the median of those fractions.
     """
     out: dict = {}
     chosen = {}
     for key, phase, steps in (("seed_dense", 1, 3), ("seed_moe", 2, 2)):
-        chosen[key], peaks, fractions, runs = _recipe_step_runs(key, phase, steps, recipe_runs)
-        out[f"{key}_runs_matmul_peak_gflops"] = peaks
+        chosen[key], runs = _recipe_step_runs(key, phase, steps, recipe_runs)
+        out[f"{key}_runs_matmul_peak_gflops"] = [r["matmul_peak_gflops"] for r in runs]
         out[f"{key}_runs_step_seconds"] = [r["step_seconds"] for r in runs]
-        out[f"{key}_runs_fraction_of_peak"] = fractions
+        out[f"{key}_runs_fraction_of_peak"] = [r["fraction_of_peak"] for r in runs]
+        out[f"{key}_runs_warmup_steps"] = [r["warmup_steps"] for r in runs]
         if key == "seed_dense":  # the earlier names of the dense runs' lists
-            out["seed_runsmatmul_peak_gflops"] = peaks
+            out["seed_runsmatmul_peak_gflops"] = out["seed_dense_runs_matmul_peak_gflops"]
             out["seed_runsstep_seconds"] = out["seed_dense_runs_step_seconds"]
-            out["seed_runsfraction_of_peak"] = fractions
+            out["seed_runsfraction_of_peak"] = out["seed_dense_runs_fraction_of_peak"]
     out["matmul_peak_gflops"] = chosen["seed_dense"]["matmul_peak_gflops"]
     for key, preset, phase, steps in (("cpu_dense", "cpu", 1, 10), ("cpu_grown", "cpu", 3, 3),
                                       ("seed_dense", "recipe", 1, 3), ("seed_moe", "recipe", 2, 2)):
         r = chosen.get(key) or _in_subprocess("_step_worker", preset, phase, steps)
-        peak = r.get("matmul_peak_gflops", out["matmul_peak_gflops"])
         out[f"{key}_step_seconds"] = r["step_seconds"]
         out[f"{key}_tokens_per_second"] = r["tokens_per_second"]
         out[f"{key}_step_gflops"] = r["step_gflops"]
-        out[f"{key}_step_fraction_of_peak"] = r["step_gflops"] / peak
+        out[f"{key}_step_fraction_of_peak"] = r["fraction_of_peak"]
         out[f"{key}_peak_rss_gb"] = r["peak_rss_gb"]
         out[f"{key}_memory_estimate_gb"] = r["estimate_gb"]
         out[f"{key}_estimate_over_measured"] = r["estimate_gb"] / r["peak_rss_gb"]
+    # the two medians' ratio: 1.0 when a MoE step turns its FLOPs into time as well as a dense step
+    out["seed_moe_over_dense_fraction"] = out["seed_moe_step_fraction_of_peak"] / out["seed_dense_step_fraction_of_peak"]
     return out
 
 

@@ -83,6 +83,11 @@ def current_rss() -> float:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
+def minor_page_faults() -> int:
+    """Fresh pages this process has touched so far (minor page faults; each one a page the kernel zeroed)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+
+
 def reset_peak(device: str) -> None:
     """Start a new peak measurement (CUDA allocator stats; on Linux, the process's VmHWM)."""
     if device.startswith("cuda"):
