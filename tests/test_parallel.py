@@ -96,9 +96,14 @@ def accumulated_step(model, optimizer, batch, balance_coef=0.01, z_coef=1e-3, gr
 def one_process(tmp_path_factory):
     """The reference: one process, each global batch as two accumulated micro-batches."""
     out = tmp_path_factory.mktemp("one")
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(growlib.train, "train_step", accumulated_step)
-        run(out=out, **SETTINGS)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as each worker process runs (parallel_workers.join): the same sums, in the same order
+    try:
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(growlib.train, "train_step", accumulated_step)
+            run(out=out, **SETTINGS)
+    finally:
+        torch.set_num_threads(threads)
     return _records(out)
 
 

@@ -36,6 +36,12 @@ STEPS, WARM = 6, 2  # steps timed; the first WARM are left out of the median
 MODES = ("one", "fsdp", "ddp")
 
 
+def _phase_config():
+    """The model the benchmark trains: PRESET's phase PHASE."""
+    preset = get_preset(PRESET)
+    return phase_configs(preset.model, preset.growth)[PHASE]
+
+
 def _worker(mode: str, out: str) -> None:
     """One process of the benchmark: train STEPS steps, then rank 0 writes what every rank measured."""
     par = SINGLE if mode == "one" else from_torchrun(mode, "cpu")
@@ -43,7 +49,7 @@ def _worker(mode: str, out: str) -> None:
     warm_up_runtime()
     runtime = current_rss()
     preset = get_preset(PRESET)
-    cfg = phase_configs(preset.model, preset.growth)[PHASE]
+    cfg = _phase_config()
     batch, seq = preset.train.batch_size, preset.train.seq_len
     model = par.distribute(build_model(cfg, seed=0) if par.is_main else None)
     opt = make_optimizer(model, 1e-4, preset.train.weight_decay, "cpu")
@@ -75,9 +81,7 @@ def _worker(mode: str, out: str) -> None:
 def bench_dist() -> dict:
     """Step time and per-process peak memory: 1 process, 2 FSDP, 2 DDP (each launched fresh)."""
     figures: dict = {"dist_model": f"{PRESET} preset, phase {PHASE} (grown MoE)",
-                     "dist_params": sum(p.numel() for p in build_model(
-                         phase_configs(get_preset(PRESET).model, get_preset(PRESET).growth)[PHASE],
-                         device="meta").parameters())}
+                     "dist_params": sum(p.numel() for p in build_model(_phase_config(), device="meta").parameters())}
     for mode in MODES:
         with tempfile.TemporaryDirectory() as tmp:
             out = str(Path(tmp) / "figures.json")

@@ -97,7 +97,8 @@ class Parallel:
     def _collective_device(self) -> str:
         return self.device if self.device.startswith("cuda") else "cpu"
 
-    # the model, spread over the processes (growlib.parallel.sharding)
+    # the model, spread over the processes (growlib.parallel.sharding, imported inside each
+    # method because sharding imports this module)
 
     def distribute(self, full):
         from .sharding import distribute
