@@ -215,8 +215,8 @@ def _step_worker(preset: str, phase: int, steps: int) -> dict:
     Each is :func:`growlib.train_step`, the step a run takes (a MoE's auxiliary losses included),
     timed once the heap has settled. The matmul peak is measured in this process right before and
     right after the timed steps, and the step is compared with their mean: this machine's matmul
-    rate drifts by tens of percent within a minute, so a peak taken a minute earlier (or the best
-    of several) would say more about the drift than about the step.
+    rate drifts by tens of percent within a minute, so a peak taken a minute earlier would say
+    more about the drift than about the step.
     """
     cfg, t, overhead, model, opt, gen = _fresh_phase(preset, phase, seed=0)
     batch = tuple(torch.randint(0, cfg.vocab_size, (2, t.batch_size, t.seq_len), generator=gen))
@@ -239,8 +239,8 @@ def _step_worker(preset: str, phase: int, steps: int) -> dict:
     return {"step_seconds": sec, "step_gflops": flops / sec / 1e9, "tokens_per_second": tokens / sec,
             "matmul_peak_gflops": matmul_peak, "matmul_peaks_before_after": [peak_before, peak_after],
             "fraction_of_peak": flops / sec / 1e9 / matmul_peak, "warmup_steps": len(warmup_faults),
-            "warmup_page_faults": warmup_faults, "timed_page_faults_per_step": faults, "peak_rss_gb": peak / 1e9, "estimate_gb": estimate / 1e9,
-            "step_times": times}
+            "warmup_page_faults": warmup_faults, "timed_page_faults_per_step": faults,
+            "peak_rss_gb": peak / 1e9, "estimate_gb": estimate / 1e9, "step_times": times}
 
 
 def _in_subprocess(worker: str, *args) -> dict:
