@@ -227,19 +227,19 @@ def _step_worker(preset: str, phase: int, steps: int) -> dict:
     warmup_faults = warm_up_until_settled(step)
     peak, _ = measured_peak("cpu")  # the settled heap: read before the matmul peak's matrices join it
     peak_before = bench_matmul_peak()["matmul_peak_gflops"]
-    faults = minor_page_faults()
+    faults_before = minor_page_faults()
     times = [_time(step, repeats=1, warmup=0) for _ in range(steps)]
-    faults = (minor_page_faults() - faults) // steps
+    timed_faults = (minor_page_faults() - faults_before) // steps
     peak_after = bench_matmul_peak()["matmul_peak_gflops"]
     tokens = t.batch_size * t.seq_len
-    flops = training_flops_per_token(cfg, t.seq_len) * tokens
     sec = statistics.median(times)
+    gflops = training_flops_per_token(cfg, t.seq_len) * tokens / sec / 1e9
     estimate = estimate_memory(cfg, t.batch_size, t.seq_len, overhead=overhead).total
     matmul_peak = (peak_before + peak_after) / 2
-    return {"step_seconds": sec, "step_gflops": flops / sec / 1e9, "tokens_per_second": tokens / sec,
+    return {"step_seconds": sec, "step_gflops": gflops, "tokens_per_second": tokens / sec,
             "matmul_peak_gflops": matmul_peak, "matmul_peaks_before_after": [peak_before, peak_after],
-            "fraction_of_peak": flops / sec / 1e9 / matmul_peak, "warmup_steps": len(warmup_faults),
-            "warmup_page_faults": warmup_faults, "timed_page_faults_per_step": faults,
+            "fraction_of_peak": gflops / matmul_peak, "warmup_steps": len(warmup_faults),
+            "warmup_page_faults": warmup_faults, "timed_page_faults_per_step": timed_faults,
             "peak_rss_gb": peak / 1e9, "estimate_gb": estimate / 1e9, "step_times": times}
 
 

@@ -36,9 +36,8 @@ STEPS, WARM = 6, 2  # steps timed; the first WARM are left out of the median
 MODES = ("one", "fsdp", "ddp")
 
 
-def _phase_config():
-    """The model the benchmark trains: PRESET's phase PHASE."""
-    preset = get_preset(PRESET)
+def _phase_config(preset):
+    """The model the benchmark trains: phase PHASE of ``preset`` (PRESET's settings)."""
     return phase_configs(preset.model, preset.growth)[PHASE]
 
 
@@ -49,7 +48,7 @@ def _worker(mode: str, out: str) -> None:
     warm_up_runtime()
     runtime = current_rss()
     preset = get_preset(PRESET)
-    cfg = _phase_config()
+    cfg = _phase_config(preset)
     batch, seq = preset.train.batch_size, preset.train.seq_len
     model = par.distribute(build_model(cfg, seed=0) if par.is_main else None)
     opt = make_optimizer(model, 1e-4, preset.train.weight_decay, "cpu")
@@ -81,7 +80,7 @@ def _worker(mode: str, out: str) -> None:
 def bench_dist() -> dict:
     """Step time and per-process peak memory: 1 process, 2 FSDP, 2 DDP (each launched fresh)."""
     figures: dict = {"dist_model": f"{PRESET} preset, phase {PHASE} (grown MoE)",
-                     "dist_params": sum(p.numel() for p in build_model(_phase_config(), device="meta").parameters())}
+                     "dist_params": sum(p.numel() for p in build_model(_phase_config(get_preset(PRESET)), device="meta").parameters())}
     for mode in MODES:
         with tempfile.TemporaryDirectory() as tmp:
             out = str(Path(tmp) / "figures.json")
