@@ -35,3 +35,23 @@ def exclusive(path: Path):
 def temporary_beside(path: Path) -> Path:
     """A name next to ``path`` for this process to write before renaming it into place."""
     return path.with_name(f".{path.name}.tmp-{os.getpid()}")
+
+
+@contextmanager
+def written_in_place(path: Path, sync: bool = False):
+    """Yield a temporary name beside ``path``; when the block ends without error, rename it onto ``path``.
+
+    Readers see the old file or the new one, never half of either: a rename within one folder is
+    atomic. ``sync`` flushes the new file to disk first, so a crash right after cannot leave an
+    empty file behind the new name. On an error the temporary file is removed and ``path`` kept.
+    """
+    tmp = temporary_beside(path)
+    try:
+        yield tmp
+        if sync:
+            with open(tmp, "rb") as f:
+                os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists() and tmp.is_file():
+            tmp.unlink()

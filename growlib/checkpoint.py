@@ -21,6 +21,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from .cache import written_in_place
 from .config import ModelConfig
 from .model import GPT, model_from_state
 
@@ -32,12 +33,9 @@ class CheckpointError(ValueError):
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    """Write ``data`` to ``path`` through a synced temporary file (growlib.cache.written_in_place)."""
+    with written_in_place(path, sync=True) as tmp:
+        tmp.write_bytes(data)
 
 
 def _sha256(path: Path) -> str:
@@ -60,12 +58,9 @@ def save_checkpoint(model: GPT, out_dir: str | os.PathLike, name: str, extra: di
     for k, v in (tensors or {}).items():
         weights[k] = v.detach().contiguous().cpu()
     path = out / f"{name}.safetensors"
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    save_file(weights, str(tmp))
-    with open(tmp, "rb") as f:
-        os.fsync(f.fileno())
-    digest = _sha256(tmp)
-    os.replace(tmp, path)
+    with written_in_place(path, sync=True) as tmp:
+        save_file(weights, str(tmp))
+        digest = _sha256(tmp)
     meta = {"format": FORMAT, "model": dataclasses.asdict(model.cfg), "ln_eps": model.ln_eps(),
             "state_keys": sorted(model.state_dict()),
             "weights_sha256": digest, "extra": extra or {}}

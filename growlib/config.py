@@ -7,7 +7,6 @@ any tensor is allocated. Taught in notebook 00.
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -101,8 +100,6 @@ class TrainConfig:
     aux_loss_coef: float = 0.01  # Switch Transformer load balancing
     z_loss_coef: float = 1e-3  # ST-MoE router z-loss
     seed: int = 0
-    lean: bool = False  # growlib.lean: Adafactor inside backward + gradient checkpointing (2.16 B in 24 GB)
-    compile: bool = False  # torch.compile each block (CUDA only)
 
     def __post_init__(self) -> None:
         c = "TrainConfig"
@@ -243,7 +240,3 @@ def get_preset(name: str) -> Preset:
         raise ValueError(f"unknown preset {name!r}: accepted {sorted(PRESETS)} (or an alias: "
                          f"{', '.join(f'{a} = {n}' for a, n in PRESET_ALIASES.items())})")
     return PRESETS[name]
-
-
-def config_to_dict(cfg: Any) -> dict:
-    return dataclasses.asdict(cfg)

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from .sources import Source, open_source
-from .tokenfiles import TokenFiles, prepare
+from .tokenfiles import PrepareStats, TokenFiles, prepare
 from .tokenizer import load_tokenizer
 
 
@@ -22,7 +22,7 @@ class TokenData:
     Training batches are random windows drawn from a generator seeded by
     (seed, stream, step): the same step of a stream always sees the same batch,
     which makes resumed runs repeat the uninterrupted one exactly. Each phase
-    draws its own stream (growlib.train.PhaseSchedule). Validation batches are
+    draws its own stream (growlib.train.PhaseSpec). Validation batches are
     fixed windows, identical for every evaluation.
     """
 
@@ -65,10 +65,25 @@ class TokenData:
         return self.tokenizer.decode(list(ids))
 
 
+def open_corpus(source: Source, vocab_size: int, workers: int | None = None,
+                verbose: bool = True) -> tuple[object, TokenFiles, PrepareStats]:
+    """An opened source -> its tokenizer -> its token files (prepared on first use, reused afterwards).
+
+    A tokenizer larger than the model's vocabulary (``vocab_size``) fails before any file is
+    written. Callers open the source first (:func:`growlib.sources.open_source`), so that a bad
+    source fails before anything else is checked or made.
+    """
+    tokenizer = load_tokenizer(source, vocab_size, verbose=verbose)
+    if tokenizer.get_vocab_size() > vocab_size:
+        raise ValueError(f"ModelConfig.vocab_size = {vocab_size} is smaller than the tokenizer's "
+                         f"{tokenizer.get_vocab_size()}: accepted a vocab of at least {tokenizer.get_vocab_size()}")
+    files, stats = prepare(source, tokenizer, workers=workers, verbose=verbose)  # made once per corpus and tokenizer
+    return tokenizer, files, stats
+
+
 def load_token_data(spec: str, vocab_size: int, seq_len: int, max_docs: int | None = None,
                     workers: int | None = None, verbose: bool = True) -> TokenData:
-    """Open a source, get its tokenizer, prepare its token files (or reuse them): the run's batches."""
+    """The batches of a run: the source ``spec`` opened, tokenized (:func:`open_corpus`), cut into windows."""
     source = open_source(spec, max_docs=max_docs, verbose=verbose)
-    tokenizer = load_tokenizer(source, vocab_size, verbose=verbose)
-    files, _ = prepare(source, tokenizer, workers=workers, verbose=verbose)
+    tokenizer, files, _ = open_corpus(source, vocab_size, workers, verbose)
     return TokenData(files, tokenizer, seq_len, source)

@@ -94,13 +94,13 @@ class _WidthMaps:
         self.r = new.d_model - self.k * self.d  # mean dims
         self.s = self.k * self.d / new.d_model
         hd = old.head_dim
-        heads = _copy_map(old.n_heads, new.n_heads)  # [H']
+        heads = copy_map(old.n_heads, new.n_heads)  # [H']
         self.attn = (heads[:, None] * hd + torch.arange(hd)).reshape(-1)  # [d'] old dim of each new dim
-        self.hidden = _copy_map(old.d_mlp, new.d_mlp)  # [h']
-        self.resid = _copy_map(self.d, self.k * self.d)  # [k d] (the mean dims come after)
+        self.hidden = copy_map(old.d_mlp, new.d_mlp)  # [h']
+        self.resid = copy_map(self.d, self.k * self.d)  # [k d] (the mean dims come after)
 
 
-def _copy_map(n: int, n_new: int) -> torch.Tensor:
+def copy_map(n: int, n_new: int) -> torch.Tensor:
     """[0..n-1] repeated as often as fits, then its first (n_new mod n) entries."""
     return torch.arange(n_new) % n
 

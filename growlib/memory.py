@@ -14,8 +14,8 @@ Taught in notebook 00. The estimate is analytic (no tensors are built):
 
 The measured peak printed after a phase includes the Python/PyTorch runtime
 and the data; the plan adds that as "runtime", measured when the run starts
-(growlib.harness.measure). On a CPU it also counts the C heap's slack
-(:data:`HEAP_SLACK`, growlib.harness.allocator).
+(growlib.harness.memory.machine). On a CPU it also counts the C heap's slack
+(:data:`HEAP_SLACK`, growlib.harness.memory.heap).
 """
 
 from __future__ import annotations
@@ -31,11 +31,11 @@ GB = 1e9
 # a plan fits when its total stays below this share of the memory available: the rest is left for
 # the allocator's slack and everything the estimate leaves out
 FITS_HEADROOM = 0.9
-# CPU tensors come from glibc's heap, which a training process keeps (growlib.harness.allocator):
-# at a step's peak it also holds freed blocks that the step's requests did not fit. Measured
-# (peak RSS over 8 steps, less the exact peak of live tensors) at 0.40-0.67 of the bytes a step
-# frees and allocates again, its activations and gradients, for the cpu and recipe presets'
-# phases; `python -m growlib bench memory` prints the estimate against the measured peak.
+# CPU tensors come from glibc's heap, which a training process keeps (growlib.harness.memory.heap):
+# at a step's peak it also holds freed blocks that the step's requests did not fit, a share of the
+# bytes a step frees and allocates again (its activations and gradients). The share was measured
+# as peak RSS less the exact peak of live tensors, on the cpu and recipe presets' phases
+# (docs/memory.md); `python -m growlib bench memory` prints the estimate against the peak.
 HEAP_SLACK = 0.6
 
 

@@ -16,7 +16,7 @@ from torch.utils.checkpoint import checkpoint
 
 from .config import ModelConfig
 from .losses import chunked_cross_entropy
-from .moe import MoE
+from .moe import MoE, RouterStats
 
 
 def rope_tables(head_dim: int, max_seq_len: int, theta: float) -> tuple[torch.Tensor, torch.Tensor]:
@@ -69,7 +69,10 @@ class MLP(nn.Module):
 
 
 class Block(nn.Module):
-    """Pre-LN residual block: x + attn(LN(x)), then x + mlp(LN(x))."""
+    """Pre-LN residual block: x + attn(LN(x)), then x + mlp(LN(x)).
+
+    Returns the new residual stream and, for a MoE block, its router's statistics (else None).
+    """
 
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
@@ -79,9 +82,13 @@ class Block(nn.Module):
         self.mlp: nn.Module = (MoE(cfg.d_model, cfg.d_mlp, cfg.n_experts, cfg.top_k, cfg.router_mode)
                                if cfg.is_moe else MLP(cfg))
 
-    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, cos: torch.Tensor,
+                sin: torch.Tensor) -> tuple[torch.Tensor, RouterStats | None]:
         x = x + self.attn(self.ln1(x), cos, sin)
-        return x + self.mlp(self.ln2(x))
+        if isinstance(self.mlp, MoE):
+            h, stats = self.mlp(self.ln2(x))  # a MoE returns its router's statistics with its output
+            return x + h, stats
+        return x + self.mlp(self.ln2(x)), None
 
 
 class GPT(nn.Module):
@@ -117,37 +124,44 @@ class GPT(nn.Module):
                 writer = name.endswith(("attn.out.weight", "fc_out.weight", "w_out"))
                 p.copy_(torch.randn(p.shape, generator=gen) * (out_std if writer else std))
 
-    def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None,
+                routing: list[RouterStats] | None = None) -> torch.Tensor:
         """idx: [B, T] token ids -> logits [B, T, V]; with targets [B, T], the mean next-token loss instead.
 
         The loss goes through the chunked head (growlib.losses): the [B*T, V] logits never
         exist at once, which is what lets the recipe's 50,257-token head train in little memory.
+        ``routing``, if given, receives each MoE layer's :class:`~growlib.moe.RouterStats`
+        (the training step adds their auxiliary losses to the loss).
         """
-        h = self.features(idx)  # [B, T, d]
+        h = self.features(idx, routing=routing)  # [B, T, d]
         if targets is None:
             return self.head(h)
         return chunked_cross_entropy(h.reshape(-1, h.shape[-1]), self.tok_emb.weight, targets.reshape(-1))
 
-    def features(self, idx: torch.Tensor, hidden: list[torch.Tensor] | None = None) -> torch.Tensor:
+    def features(self, idx: torch.Tensor, hidden: list[torch.Tensor] | None = None,
+                 routing: list[RouterStats] | None = None) -> torch.Tensor:
         """The final normalised features [B, T, d] that the tied head reads.
 
-        ``hidden``, if given, receives the residual stream [B, T, d] after each block.
+        ``hidden``, if given, receives the residual stream [B, T, d] after each block;
+        ``routing`` each MoE block's router statistics.
         """
         t = idx.shape[1]
         if t > self.cfg.max_seq_len:
             raise ValueError(f"sequence length {t} exceeds max_seq_len={self.cfg.max_seq_len}")
         x = self.tok_emb(idx)  # [B, T, d]
         for block in self.blocks:
-            x = self._run_block(block, x)
+            x, stats = self._run_block(block, x)
             if hidden is not None:
                 hidden.append(x)
+            if routing is not None and stats is not None:
+                routing.append(stats)
         return self.ln_f(x)
 
     def head(self, h: torch.Tensor) -> torch.Tensor:
         """The tied output head: features [..., d] -> logits [..., V] (the embedding matrix, transposed)."""
         return F.linear(h, self.tok_emb.weight)
 
-    def _run_block(self, block: Block, x: torch.Tensor) -> torch.Tensor:
+    def _run_block(self, block: Block, x: torch.Tensor) -> tuple[torch.Tensor, RouterStats | None]:
         if self.grad_checkpointing and self.training and torch.is_grad_enabled():
             return checkpoint(block, x, self.rope_cos, self.rope_sin, use_reentrant=False)
         return block(x, self.rope_cos, self.rope_sin)

@@ -9,6 +9,7 @@ tokens and no boolean mask per expert.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Callable
 
 import torch
@@ -174,8 +175,27 @@ class Router(nn.Module):
         return logits, idx, gates
 
 
+@dataclass
+class RouterStats:
+    """What one MoE layer's router did in a forward pass, returned with the layer's output.
+
+    The two auxiliary losses keep their graphs (the training step adds them to the loss);
+    the statistics are detached (the step logs them).
+    """
+
+    balance: torch.Tensor  # Switch load-balancing loss, E * sum_i f_i P_i (1.0 when balanced)
+    z: torch.Tensor  # ST-MoE router z-loss: mean squared log-partition
+    counts: torch.Tensor  # [E] assignments per expert (across processes: summed over them)
+    entropy: torch.Tensor  # mean entropy of the router's distribution over experts
+    frac_probs: torch.Tensor  # [E] P_i, with its graph: a reference can rebuild the balance loss
+
+
 class MoE(nn.Module):
-    """Dropless top-k MoE of GELU MLPs with biases; a drop-in for :class:`growlib.model.MLP`."""
+    """Dropless top-k MoE of GELU MLPs with biases.
+
+    ``forward`` returns ``(output, RouterStats)``: the output replaces the dense MLP's, the
+    statistics go to the training step (growlib.model.Block passes them on).
+    """
 
     def __init__(self, d_model: int, d_mlp: int, n_experts: int, top_k: int,
                  router_mode: str = "topk_softmax") -> None:
@@ -186,13 +206,11 @@ class MoE(nn.Module):
         self.b_in = nn.Parameter(torch.empty(n_experts, d_mlp))            # [E, h]
         self.w_out = nn.Parameter(torch.empty(n_experts, d_mlp, d_model))  # [E, h, d]
         self.b_out = nn.Parameter(torch.empty(n_experts, d_model))         # [E, d]
-        # statistics of the last forward pass (detached), read by the trainer
-        self.last_aux: dict[str, torch.Tensor] = {}
         # data parallel training (growlib.parallel): sums a tensor over the processes, so the
         # balance loss counts every process's tokens; None in one process
         self.sum_counts: Callable[[torch.Tensor], torch.Tensor] | None = None
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, RouterStats]:
         shape = x.shape
         x = x.reshape(-1, shape[-1])  # [N, d]
         n_tok, k = x.shape[0], self.top_k
@@ -212,10 +230,9 @@ class MoE(nn.Module):
         # gate-weighted sum over the k slots (elementwise: a batched [1 x k] @ [k x d] is slower here)
         out = (y * gates.to(y.dtype).unsqueeze(-1)).sum(1)  # [N, d]
 
-        self.last_aux = self._aux_terms(logits, counts_t)
-        return out.view(shape)
+        return out.view(shape), self._aux_terms(logits, counts_t)
 
-    def _aux_terms(self, logits: torch.Tensor, counts: torch.Tensor) -> dict:
+    def _aux_terms(self, logits: torch.Tensor, counts: torch.Tensor) -> RouterStats:
         probs = logits.float().softmax(dim=-1)  # [N, E]
         if self.sum_counts is not None:
             # f_i over the whole global batch; P_i stays this process's mean, and averaging the
@@ -229,8 +246,24 @@ class MoE(nn.Module):
         z = torch.logsumexp(logits.float(), dim=-1).pow(2).mean()
         with torch.no_grad():
             entropy = -(probs * probs.clamp_min(1e-20).log()).sum(-1).mean()
-        return {"balance": balance, "z": z, "counts": counts.detach(), "entropy": entropy,
-                "frac_probs": frac_probs}  # P_i, with its graph: a reference can rebuild the balance loss
+        return RouterStats(balance, z, counts.detach(), entropy, frac_probs)
+
+
+def expert_loop_reference(layer: MoE, experts: list[tuple[torch.Tensor, ...]], x: torch.Tensor) -> torch.Tensor:
+    """The Hugging Face Mixtral block's way, for tests and ``bench moe``: per expert, find its tokens, run it, add back.
+
+    ``experts`` holds each expert's own (w_in [d, h], b_in [h], w_out [h, d], b_out [d]) leaf
+    tensors, as Mixtral's ``nn.ModuleList`` of expert MLPs does (slicing one stacked parameter
+    instead would add a full-size gradient buffer per expert to the loop's cost). x: [N, d].
+    """
+    logits, idx, gates = layer.router(x)  # [N, E], [N, k], [N, k]
+    out = torch.zeros_like(x)
+    mask = F.one_hot(idx, layer.n_experts).permute(2, 1, 0)  # [E, k, N]
+    for e, (w_in, b_in, w_out, b_out) in enumerate(experts):
+        slot, tok = torch.where(mask[e])
+        h = F.gelu(x[tok] @ w_in + b_in)
+        out.index_add_(0, tok, (h @ w_out + b_out) * gates[tok, slot, None])
+    return out
 
 
 def switch_balance_loss(router_probs: torch.Tensor, expert_ids: torch.Tensor, n_experts: int) -> torch.Tensor:
@@ -246,4 +279,5 @@ def switch_balance_loss(router_probs: torch.Tensor, expert_ids: torch.Tensor, n_
     return n_experts * (f * p).sum()
 
 
-__all__ = ["MoE", "Router", "expert_mlps", "grouped_linear", "switch_balance_loss"]
+__all__ = ["MoE", "Router", "RouterStats", "expert_loop_reference", "expert_mlps", "grouped_linear",
+           "switch_balance_loss"]

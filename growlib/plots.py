@@ -11,8 +11,7 @@ from matplotlib import ticker
 import numpy as np
 
 from .accounting import ParamReport
-from .harness.compare_stats import Curve
-from .harness.records import CurveKind
+from .curves import Curve, CurveKind
 from .memory import GB, MemoryPlan
 from .verify import THRESHOLD, Preservation
 

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterator
 
-from .cache import cache_dir, temporary_beside
+from .cache import cache_dir, written_in_place
 from .storygen import generate_stories
 from .storyworld import WORLD_SIZE, generate_world_stories
 
@@ -143,9 +143,8 @@ def bundled_text_file(n: int = BUNDLED_STORIES, seed: int = 0, world: bool = Fal
     path = cache_dir() / f"{'world' if world else 'bundled'}-{n}-{seed}-{_digest(text)[:12]}.txt"
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = temporary_beside(path)  # per process: notebooks run in parallel
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
+        with written_in_place(path) as tmp:  # per process: notebooks run in parallel
+            tmp.write_text(text, encoding="utf-8")
     return path
 
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .grow import _copy_map
+from .grow import copy_map
 from .model import GPT
 from .moe import MoE
 
@@ -31,7 +31,7 @@ def clone_pairs(old_hidden: int, new_hidden: int) -> torch.Tensor:
     if not 0 < old_hidden <= new_hidden:
         raise ValueError(f"hidden sizes {old_hidden} -> {new_hidden} are invalid: accepted 0 < old <= new")
     copies = torch.arange(old_hidden, new_hidden)
-    return torch.stack([_copy_map(old_hidden, new_hidden)[copies], copies], dim=1)
+    return torch.stack([copy_map(old_hidden, new_hidden)[copies], copies], dim=1)
 
 
 def _incoming(block_mlp) -> torch.Tensor:

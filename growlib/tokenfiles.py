@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import os
-import resource
 import shutil
 import sys
 import time
@@ -28,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from .cache import cache_dir, exclusive, temporary_beside
+from .process_memory import lifetime_peak_rss
 from .sources import Source
 from .tokenizer import EOT, tokenizer_fingerprint
 
@@ -93,10 +93,8 @@ def folder_for(source: Source, tokenizer) -> Path:
 
 
 def peak_rss_gb() -> float:
-    """The largest resident set of this process or of any child it waited for (Linux: kB; macOS: bytes)."""
-    unit = 1 if sys.platform == "darwin" else 1024
-    peak = max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
-    return peak * unit / 1e9
+    """The largest resident set of this process or of any tokenizing worker it waited for, in GB."""
+    return lifetime_peak_rss(children=True) / 1e9
 
 
 def read_manifest(folder: Path) -> TokenFiles | None:
@@ -134,9 +132,6 @@ def prepare(source: Source, tokenizer, workers: int | None = None, verbose: bool
 
 
 def _prepare(source: Source, tokenizer, folder: Path, workers: int | None, say, progress: bool):
-    import datasets
-    from datasets import Features, Sequence, Value
-
     start = time.perf_counter()
     dtype = token_dtype(tokenizer.get_vocab_size())
     n_docs = len(source.train) + len(source.validation)
@@ -149,6 +144,30 @@ def _prepare(source: Source, tokenizer, folder: Path, workers: int | None, say, 
     tmp.mkdir(parents=True)
     say(f"  [data] tokenizing {n_docs:,} documents ({workers} process{'es' if workers > 1 else ''}) "
         f"into {os.path.relpath(folder)}")
+    splits, tokenize_seconds = _tokenize_splits(source, tokenizer, folder, tmp, workers, dtype, progress)
+    for f in tmp.glob("*.arrow"):  # tokenized Arrow tables: their ids are in the token files now
+        f.unlink()
+    tokens = sum(s["tokens"] for s in splits.values())
+    manifest = {"format": FORMAT, "source": source.spec, "source_label": source.label,
+                "source_fingerprint": source.fingerprint, "tokenizer_fingerprint": tokenizer_fingerprint(tokenizer),
+                "vocab_size": tokenizer.get_vocab_size(), "eot": EOT, "dtype": dtype.name,
+                "tokens": tokens, "documents": sum(s["documents"] for s in splits.values()), "splits": splits}
+    (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+    shutil.rmtree(folder, ignore_errors=True)  # an incomplete folder from an older format
+    os.replace(tmp, folder)
+    stats = PrepareStats(tokens, manifest["documents"], tokenize_seconds, time.perf_counter() - start,
+                         workers, peak_rss_gb(), reused=False)
+    say(f"  [data] {tokens:,} tokens ({dtype.name}) in {stats.seconds:.1f} s; tokenizing "
+        f"{stats.tokens_per_second:,.0f} tokens/s")
+    return TokenFiles(folder, manifest), stats
+
+
+def _tokenize_splits(source: Source, tokenizer, folder: Path, tmp: Path, workers: int, dtype: np.dtype,
+                     progress: bool) -> tuple[dict, float]:
+    """Each split tokenized with ``datasets.map`` into ``tmp``'s token files; (split figures, seconds tokenizing)."""
+    import datasets
+    from datasets import Features, Sequence, Value
+
     features = Features({"ids": Sequence(Value(dtype.name))})
     was_enabled = datasets.is_progress_bar_enabled()
     (datasets.enable_progress_bars if progress else datasets.disable_progress_bars)()
@@ -167,21 +186,7 @@ def _prepare(source: Source, tokenizer, folder: Path, workers: int | None, say, 
             del mapped
     finally:
         (datasets.enable_progress_bars if was_enabled else datasets.disable_progress_bars)()
-    for f in tmp.glob("*.arrow"):  # tokenized Arrow tables: their ids are in the token files now
-        f.unlink()
-    tokens = sum(s["tokens"] for s in splits.values())
-    manifest = {"format": FORMAT, "source": source.spec, "source_label": source.label,
-                "source_fingerprint": source.fingerprint, "tokenizer_fingerprint": tokenizer_fingerprint(tokenizer),
-                "vocab_size": tokenizer.get_vocab_size(), "eot": EOT, "dtype": dtype.name,
-                "tokens": tokens, "documents": sum(s["documents"] for s in splits.values()), "splits": splits}
-    (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
-    shutil.rmtree(folder, ignore_errors=True)  # an incomplete folder from an older format
-    os.replace(tmp, folder)
-    stats = PrepareStats(tokens, manifest["documents"], tokenize_seconds, time.perf_counter() - start,
-                         workers, peak_rss_gb(), reused=False)
-    say(f"  [data] {tokens:,} tokens ({dtype.name}) in {stats.seconds:.1f} s; tokenizing "
-        f"{stats.tokens_per_second:,.0f} tokens/s")
-    return TokenFiles(folder, manifest), stats
+    return splits, tokenize_seconds
 
 
 def _write_tokens(mapped, path: Path, dtype: np.dtype) -> int:

@@ -10,10 +10,9 @@ cached under ``data/cache`` by the source's fingerprint and the vocabulary size.
 from __future__ import annotations
 
 import hashlib
-import os
 from typing import Iterator
 
-from .cache import cache_dir, exclusive, temporary_beside
+from .cache import cache_dir, exclusive, written_in_place
 from .sources import Source
 
 EOT = "<|endoftext|>"  # appended after every document: the model learns where a story ends
@@ -50,9 +49,8 @@ def train_tokenizer(source: Source, vocab_size: int):
                                       show_progress=False)
         tok.train_from_iterator(_documents(source), trainer=trainer)
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = temporary_beside(path)
-        tok.save(str(tmp))
-        os.replace(tmp, path)
+        with written_in_place(path) as tmp:
+            tok.save(str(tmp))
         return tok
 
 

@@ -1,50 +1,94 @@
-"""Training: the step, the learning-rate schedule, and the loop that trains one phase.
+"""Training: what one phase trains for, the step, the learning-rate schedule, and the loop.
 
-Taught in notebook 01. :func:`train_step` is the whole of one update: forward,
-loss, backward, optimizer step. :func:`train_phase` repeats it over a phase's
-schedule, logs the recipe's step lines and the history file, and calls the
-hooks a caller gave it (checkpoints, Ctrl-C, a validation curve). The same loop
-trains the dense model (phase 1), the upcycled MoE (phase 2, where the router's
-auxiliary losses join the loss) and the grown model (phase 3, after a fresh
-optimizer and a short re-warm-up).
+Taught in notebook 01. A :class:`PhaseSpec` is everything a phase's loop and step
+read. :func:`train_step` is the whole of one update: forward, loss, backward,
+optimizer step. :func:`train_steps` repeats it over a phase's schedule and yields
+after every step, so whoever drives it (growlib.harness.trainer: the console, the
+checkpoints, Ctrl-C) acts between steps without the loop knowing about them. The
+same loop trains the dense model (phase 1), the upcycled MoE (phase 2, where the
+router's auxiliary losses join the loss) and the grown model (phase 3).
 """
 
 from __future__ import annotations
 
-import json
 import math
-import os
-import sys
 import time
-from dataclasses import dataclass, field, replace
-from pathlib import Path
-from typing import Callable
+from dataclasses import dataclass, replace
+from typing import Iterator
 
 import torch
 
-from .accounting import training_flops_per_token
 from .config import TrainConfig
 from .data import TokenData
-from .device import accelerator_peak_flops, autocast_for
+from .device import autocast_for
 from .lean import OptimizerInBackward
 from .model import GPT
+from .moe import RouterStats
 from .parallel.group import SINGLE, Parallel
+from .parallel.sharding import training
 
 # a logged loss is a spike when it is this much above the lowest logged loss of its phase:
 SPIKE_RATIO = 1.3  # 30% above it,
 SPIKE_NATS = 0.5  # and at least half a nat above it (so that a low loss's small wobble is not one)
+OPTIMIZERS = ("adamw", "lean")
 
 
 class TrainingDiverged(ValueError):
     """The loss became NaN or infinite (the command prints it as one line and exits non-zero)."""
 
 
-class RunInterrupted(Exception):
-    """Ctrl-C between two steps: a checkpoint was written; ``next_step`` is where to resume."""
+# ---------------------------------------------------------------- what a phase trains for
 
-    def __init__(self, phase: int, next_step: int) -> None:
-        super().__init__(f"interrupted in phase {phase} before step {next_step}")
-        self.phase, self.next_step = phase, next_step
+@dataclass(frozen=True)
+class PhaseSpec:
+    """What one phase trains for: its schedule, its batches, its loss terms and its optimizer.
+
+    ``stream`` picks the stream of training batches (:meth:`TokenData.train_batch`): the
+    recipe's phase N draws stream N, and a baseline that should see the same data as a
+    phase names that phase's stream. The defaults are the recipe's phase 1.
+    """
+
+    phase: int = 1  # the phase number written in history records
+    steps: int = 100
+    peak_lr: float = 3e-4
+    warmup: int = 10  # linear warm-up steps at the start of the phase
+    min_lr_ratio: float = 0.1  # cosine decay ends at this fraction of the peak
+    stream: int = 1
+    batch_size: int = 8
+    seq_len: int = 256
+    seed: int = 0
+    weight_decay: float = 0.1
+    grad_clip: float = 1.0
+    balance_coef: float = 0.01  # Switch Transformer load balancing
+    z_coef: float = 1e-3  # ST-MoE router z-loss
+    log_every: int = 10
+    optimizer: str = "adamw"  # adamw | lean (growlib.lean: Adafactor inside backward, checkpointing)
+    compile: bool = False  # torch.compile each block (CUDA only)
+
+    def __post_init__(self) -> None:
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"PhaseSpec.optimizer = {self.optimizer!r} is invalid: accepted one of {OPTIMIZERS}")
+
+    @classmethod
+    def of(cls, cfg: TrainConfig, phase: int, lean: bool = False, compile: bool = False) -> "PhaseSpec":
+        """The recipe's phase ``phase`` under ``cfg``: its own steps, learning rate and batches."""
+        return cls(phase, cfg.steps(phase), cfg.lr(phase), cfg.warmup_steps, cfg.min_lr_ratio, phase,
+                   cfg.batch_size, cfg.seq_len, cfg.seed, cfg.weight_decay, cfg.grad_clip, cfg.aux_loss_coef,
+                   cfg.z_loss_coef, cfg.log_every, "lean" if lean else "adamw", compile)
+
+    @property
+    def lean(self) -> bool:
+        return self.optimizer == "lean"
+
+    @property
+    def tokens_per_step(self) -> int:
+        return self.batch_size * self.seq_len
+
+    def lr(self, step: int) -> float:
+        return lr_at(step, self.steps, self.peak_lr, self.warmup, self.min_lr_ratio)
+
+    def with_length(self, steps: int, peak_lr: float) -> "PhaseSpec":
+        return replace(self, steps=steps, peak_lr=peak_lr)
 
 
 # ---------------------------------------------------------------- the optimizer and its schedule
@@ -75,32 +119,26 @@ def lr_at(step: int, total: int, peak: float, warmup: int, min_ratio: float) -> 
     return peak * (min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0))))
 
 
-@dataclass(frozen=True)
-class PhaseSchedule:
-    """What one phase trains for: its steps, its learning rate, and which batches it draws.
+def phase_optimizer(model: GPT, spec: PhaseSpec, device: str):
+    """AdamW, or in lean mode Adafactor stepped inside backward with gradient checkpointing on.
 
-    ``stream`` picks the stream of training batches (:meth:`TokenData.train_batch`); the
-    recipe's phase N draws stream N, and a baseline that should see the same data as a
-    phase names that phase's stream.
+    With ``spec.compile`` on CUDA each block is compiled here, block by block: the MoE's
+    data-dependent routing stays eager around them.
     """
+    if spec.compile and device.startswith("cuda"):
+        for block in model.blocks:
+            block.compile()
+    if spec.lean:
+        model.grad_checkpointing = True
+        return OptimizerInBackward(model, spec.peak_lr, spec.weight_decay)
+    return make_optimizer(model, spec.peak_lr, spec.weight_decay, device)
 
-    phase: int  # the phase number written in history records
-    steps: int
-    peak_lr: float
-    warmup: int
-    min_lr_ratio: float
-    stream: int
 
-    @classmethod
-    def of(cls, cfg: TrainConfig, phase: int) -> "PhaseSchedule":
-        """The recipe's schedule of ``phase``: its own steps, learning rate and batches."""
-        return cls(phase, cfg.steps(phase), cfg.lr(phase), cfg.warmup_steps, cfg.min_lr_ratio, stream=phase)
-
-    def lr(self, step: int) -> float:
-        return lr_at(step, self.steps, self.peak_lr, self.warmup, self.min_lr_ratio)
-
-    def with_length(self, steps: int, peak_lr: float) -> "PhaseSchedule":
-        return replace(self, steps=steps, peak_lr=peak_lr)
+def end_phase(model: GPT, optimizer) -> None:
+    """Undo what :func:`phase_optimizer` set up (lean mode's hooks and checkpointing)."""
+    if isinstance(optimizer, OptimizerInBackward):
+        optimizer.remove()
+        model.grad_checkpointing = False
 
 
 # ---------------------------------------------------------------- one step
@@ -112,42 +150,45 @@ class StepResult:
     loss: float
     balance: float | None = None  # Switch load-balancing loss, mean over MoE layers
     z: float | None = None  # router z-loss, mean over MoE layers
+    expert_counts: torch.Tensor | None = None  # [layers, E] assignments per expert, the global batch's
+    router_entropy: torch.Tensor | None = None  # [layers] this process's mean router entropy
 
 
-def router_losses(model: GPT) -> tuple[torch.Tensor, torch.Tensor] | None:
-    """(balance, z) of the last forward pass, each the mean over the MoE layers; None for a dense model."""
-    moes = model.moe_layers()
-    if not moes:
+def router_losses(routing: list[RouterStats]) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """(balance, z) of one forward pass, each the mean over the MoE layers; None for a dense model."""
+    if not routing:
         return None
-    return (torch.stack([m.last_aux["balance"] for m in moes]).mean(),
-            torch.stack([m.last_aux["z"] for m in moes]).mean())
+    return torch.stack([r.balance for r in routing]).mean(), torch.stack([r.z for r in routing]).mean()
 
 
-def train_step(model: GPT, optimizer, batch: tuple[torch.Tensor, torch.Tensor], balance_coef: float = 0.01,
-               z_coef: float = 1e-3, grad_clip: float | None = 1.0, par: Parallel = SINGLE,
-               net: torch.nn.Module | None = None) -> StepResult:
+def train_step(model: GPT, optimizer, batch: tuple[torch.Tensor, torch.Tensor], spec: PhaseSpec | None = None,
+               par: Parallel = SINGLE, net: torch.nn.Module | None = None) -> StepResult:
     """One update of ``model`` on ``batch`` = (inputs, targets), each [B, T] on the model's device.
 
-    ``grad_clip=None`` skips clipping (lean mode: each parameter was updated inside backward).
-    Across processes (``par``, growlib.parallel) ``batch`` is the global batch: this process
-    trains on its rows, ``net`` (DDP's wrapper, if any) runs the forward pass, and the
-    figures returned are the global batch's, the same on every process.
+    ``spec`` gives the auxiliary losses' weights and the clipping norm (default: the recipe's);
+    lean mode does not clip (each parameter was updated inside backward). Across processes
+    (``par``, growlib.parallel) ``batch`` is the global batch: this process trains on its rows,
+    ``net`` (DDP's wrapper, if any) runs the forward pass, and the figures returned are the
+    global batch's, the same on every process.
     """
+    spec = spec or PhaseSpec()
     x, y = par.rows(*batch)  # [B / processes, T] each
+    routing: list[RouterStats] = []  # filled by the MoE layers during the forward pass
     with autocast_for(x.device.type):
-        loss = (net or model)(x, y)  # mean next-token cross-entropy
-        router = router_losses(model)  # a MoE's auxiliary terms, from the same forward pass
-        total = loss if router is None else loss + balance_coef * router[0] + z_coef * router[1]
+        loss = (net or model)(x, y, routing=routing)  # mean next-token cross-entropy
+        router = router_losses(routing)  # a MoE's auxiliary terms, from the same forward pass
+        total = loss if router is None else loss + spec.balance_coef * router[0] + spec.z_coef * router[1]
     optimizer.zero_grad(set_to_none=True)
     total.backward()
-    if grad_clip is not None:
-        clip_gradients(model, grad_clip, par)
+    if not spec.lean:
+        clip_gradients(model, spec.grad_clip, par)
     figures = par.average(torch.stack([loss.detach().float(), *(t.detach().float() for t in router or ())]))
     value, *aux = figures.tolist()
     if not math.isfinite(value):  # stop before AdamW steps (lean mode stepped inside backward already)
         raise TrainingDiverged(f"loss is {value}")
     optimizer.step()
-    return StepResult(value, *aux)
+    stats = (torch.stack([r.counts for r in routing]), torch.stack([r.entropy for r in routing])) if routing else ()
+    return StepResult(value, *aux, *stats)
 
 
 @torch.no_grad()
@@ -188,202 +229,43 @@ def evaluate(model: GPT, batches: list[tuple[torch.Tensor, torch.Tensor]], devic
     return total / len(batches)
 
 
-# ---------------------------------------------------------------- the phase loop
-
-class History:
-    """``training_history.jsonl``: one JSON object per logged step, flushed as written."""
-
-    def __init__(self, path: str | os.PathLike | None) -> None:
-        self.path = Path(path) if path else None
-        self.records: list[dict] = []
-
-    def append(self, record: dict) -> None:
-        self.records.append(record)
-        if self.path is not None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            with open(self.path, "a") as f:
-                f.write(json.dumps(record) + "\n")
-                f.flush()
-                os.fsync(f.fileno())
+def is_spike(loss: float, lowest: float | None, step: int, warmup: int) -> bool:
+    """A logged loss well above the lowest of its phase so far, once the phase's own warm-up is over."""
+    return step >= warmup and lowest is not None and loss > max(SPIKE_RATIO * lowest, lowest + SPIKE_NATS)
 
 
-@dataclass
-class PhaseResult:
-    phase: int
-    steps: list[int] = field(default_factory=list)
-    losses: list[float] = field(default_factory=list)  # logged training losses
-    eval_loss: float = float("nan")
-    seconds: float = 0.0
-    tokens: int = 0
+# ---------------------------------------------------------------- the loop
 
-    @property
-    def first_loss(self) -> float:
-        return self.losses[0]
+@dataclass(frozen=True)
+class TrainedStep:
+    """What the loop reports after each step."""
 
-    @property
-    def final_loss(self) -> float:
-        return self.losses[-1]
+    step: int
+    lr: float
+    result: StepResult
+    tokens: int  # training tokens this phase has seen, its earlier steps included
+    seconds: float  # since this call of the loop started
 
 
-@dataclass
-class PhaseHooks:
-    """What a caller of :func:`train_phase` may ask for between steps; each hook is optional."""
+def train_steps(model: GPT, optimizer, data: TokenData, spec: PhaseSpec, device: str, start_step: int = 0,
+                par: Parallel = SINGLE) -> Iterator[TrainedStep]:
+    """Train ``model`` in place over ``spec``'s steps from ``start_step``, yielding after every step.
 
-    checkpoint: Callable[[int, object], None] | None = None  # (next step, optimizer): write a checkpoint
-    checkpoint_every: int = 0  # call ``checkpoint`` every N steps (0: never mid-phase)
-    stop_requested: Callable[[], bool] | None = None  # true after Ctrl-C: checkpoint, then RunInterrupted
-    after_step: Callable[[int, int], None] | None = None  # (phase, step), after every step
-    on_eval: Callable[[int, float], None] | None = None  # (steps done, validation loss): a validation curve
-    eval_every: int = 0  # call ``on_eval`` every N steps and at the end
-
-
-def phase_optimizer(model: GPT, cfg: TrainConfig, peak_lr: float, device: str):
-    """AdamW, or in lean mode Adafactor stepped inside backward with gradient checkpointing on."""
-    if cfg.lean:
-        model.grad_checkpointing = True
-        return OptimizerInBackward(model, peak_lr, cfg.weight_decay)
-    return make_optimizer(model, peak_lr, cfg.weight_decay, device)
-
-
-def train_phase(model: GPT, data: TokenData, cfg: TrainConfig, schedule: PhaseSchedule, device: str,
-                history: History | None = None, hooks: PhaseHooks | None = None, val_batches: list | None = None,
-                start_step: int = 0, optimizer_state: dict | Callable[[object], None] | None = None,
-                verbose: bool = True, par: Parallel = SINGLE) -> PhaseResult:
-    """Train ``model`` in place over ``schedule`` and return its logged losses.
-
-    ``start_step`` and ``optimizer_state`` continue an interrupted phase (its earlier
-    logged losses are read back from ``history``); ``optimizer_state`` is a state dict,
-    or a function that fills the new optimizer (a sharded checkpoint, growlib.parallel.dcp).
-    ``par``: the processes training together (every one of them calls this).
+    Every batch is drawn from (seed, stream, step), and the learning rate is a function of the
+    step, so a phase continued from ``start_step`` repeats the uninterrupted one exactly.
+    ``par``: the processes training together (every one of them iterates this).
     """
-    history, hooks, phase = history or History(None), hooks or PhaseHooks(), schedule.phase
     model.train()
-    opt = phase_optimizer(model, cfg, schedule.peak_lr, device)
-    if callable(optimizer_state):
-        optimizer_state(opt)
-    elif optimizer_state is not None:
-        opt.load_state_dict(optimizer_state)
-    if cfg.compile and device.startswith("cuda"):
-        for block in model.blocks:  # block by block: the MoE's data-dependent routing stays eager around them
-            block.compile()
-    result = _logged_so_far(history, phase, start_step)
-    log = _PhaseLog(phase, schedule.steps, verbose, par)
-    tokens_per_step = cfg.batch_size * cfg.seq_len
-    result.tokens = start_step * tokens_per_step
     start = time.perf_counter()
-    with par.training(model) as net:
-        for step in range(start_step, schedule.steps):
-            set_lr(opt, schedule.lr(step))
-            x, y = data.train_batch(cfg.batch_size, cfg.seed, schedule.stream, step)  # the global batch
+    with training(model, par) as net:
+        for step in range(start_step, spec.steps):
+            lr = spec.lr(step)
+            set_lr(optimizer, lr)
+            x, y = data.train_batch(spec.batch_size, spec.seed, spec.stream, step)  # the global batch
             batch = (x.to(device, non_blocking=True), y.to(device, non_blocking=True))
             try:
-                r = train_step(model, opt, batch, cfg.aux_loss_coef, cfg.z_loss_coef,
-                               None if cfg.lean else cfg.grad_clip, par, net)
+                r = train_step(model, optimizer, batch, spec, par, net)
             except TrainingDiverged as exc:
-                raise TrainingDiverged(f"phase {phase} step {step}: {exc}; stopping the phase (the last good "
+                raise TrainingDiverged(f"phase {spec.phase} step {step}: {exc}; stopping the phase (the last good "
                                        f"checkpoint is kept). Try a lower learning rate.") from None
-            result.tokens += tokens_per_step
-            log.tick()
-            if step % cfg.log_every == 0 or step == schedule.steps - 1:
-                log.step(model, step, schedule.lr(step), r, result, time.perf_counter() - start, history,
-                         cfg.warmup_steps)
-            _between_steps(hooks, model, opt, phase, step, schedule.steps, val_batches, device)
-        log.close()
-    if cfg.lean:
-        opt.remove()
-        model.grad_checkpointing = False
-    result.seconds = time.perf_counter() - start
-    log.say_throughput(model, cfg, (schedule.steps - start_step) * tokens_per_step, result.seconds, device)
-    if val_batches:
-        result.eval_loss = evaluate(model, val_batches, device)  # every process, the same batches
-        history.append({"phase": phase, "step": schedule.steps - 1, "eval_loss": result.eval_loss,
-                        "tokens": result.tokens, "elapsed": round(result.seconds, 3)})
-        log.say(f"  eval loss (fixed validation batches): {result.eval_loss:.4f}")
-    return result
-
-
-def _logged_so_far(history: History, phase: int, start_step: int) -> PhaseResult:
-    """A phase's result holding what it logged before ``start_step`` (an interrupted run's first part)."""
-    result = PhaseResult(phase)
-    for rec in history.records:
-        if rec["phase"] == phase and "loss" in rec and rec["step"] < start_step:
-            result.steps.append(rec["step"])
-            result.losses.append(rec["loss"])
-    return result
-
-
-def _between_steps(hooks: PhaseHooks, model: GPT, opt, phase: int, step: int, steps: int,
-                   val_batches: list | None, device: str) -> None:
-    """The hooks after a step: the caller's callback, the validation curve, Ctrl-C, periodic checkpoints."""
-    if hooks.after_step is not None:
-        hooks.after_step(phase, step)
-    done = step + 1
-    if hooks.eval_every and hooks.on_eval is not None and val_batches and (done % hooks.eval_every == 0
-                                                                          or done == steps):
-        hooks.on_eval(done, evaluate(model, val_batches, device))
-    if hooks.stop_requested is not None and hooks.stop_requested():
-        if hooks.checkpoint is not None:
-            hooks.checkpoint(done, opt)
-        raise RunInterrupted(phase, done)
-    if hooks.checkpoint is not None and hooks.checkpoint_every and done % hooks.checkpoint_every == 0 \
-            and done < steps:
-        hooks.checkpoint(done, opt)
-
-
-def step_line(step: int, loss: float, elapsed: float) -> str:
-    """The recipe's step line: ``  step   10 | loss 6.1234 | 12.3s``."""
-    return f"  step {step:4d} | loss {loss:.4f} | {elapsed:.1f}s"
-
-
-class _PhaseLog:
-    """The console side of a phase: step lines (above a progress bar in a terminal) and warnings."""
-
-    def __init__(self, phase: int, steps: int, verbose: bool, par: Parallel = SINGLE) -> None:
-        self.phase, self.verbose, self.bar, self.par = phase, verbose, None, par
-        if verbose and sys.stdout.isatty():
-            from tqdm import tqdm
-            self.bar = tqdm(total=steps, leave=False, desc=f"phase {phase}")
-
-    def say(self, text: str) -> None:
-        if self.bar is not None:
-            self.bar.write(text)
-        elif self.verbose:
-            print(text)
-
-    def tick(self) -> None:
-        if self.bar is not None:
-            self.bar.update(1)
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
-
-    def step(self, model: GPT, step: int, lr: float, r: StepResult, result: PhaseResult, elapsed: float,
-             history: History, warmup: int) -> None:
-        """A logged step: its console line, a spike warning, its history record."""
-        self.say(step_line(step, r.loss, elapsed))
-        lowest = min(result.losses, default=None)
-        if step >= warmup and lowest is not None and r.loss > max(SPIKE_RATIO * lowest, lowest + SPIKE_NATS):
-            self.say(f"  ⚠️  loss spike at step {step}: {r.loss:.4f} (lowest logged in this phase "
-                     f"{lowest:.4f}); if it repeats, lower the learning rate")
-        record = {"phase": self.phase, "step": step, "loss": r.loss, "lr": lr, "tokens": result.tokens,
-                  "elapsed": round(elapsed, 3)}
-        if r.balance is not None:
-            moes = model.moe_layers()
-            record["aux_loss"] = r.balance
-            record["z_loss"] = r.z
-            record["expert_tokens"] = [m.last_aux["counts"].tolist() for m in moes]
-            entropy = self.par.average(torch.stack([m.last_aux["entropy"] for m in moes]))  # [layers]
-            record["router_entropy"] = [round(v, 5) for v in entropy.tolist()]
-        history.append(record)
-        result.steps.append(step)
-        result.losses.append(r.loss)
-
-    def say_throughput(self, model: GPT, cfg: TrainConfig, tokens: int, seconds: float, device: str) -> None:
-        if tokens <= 0 or seconds <= 0:
-            return
-        tok_s = tokens / seconds
-        flops_s = tok_s * training_flops_per_token(model.cfg, cfg.seq_len)
-        peak = accelerator_peak_flops(device)
-        mfu = f", MFU {100 * flops_s / peak:.1f}% of {peak / 1e12:.0f} TFLOP/s bf16" if peak else ""
-        self.say(f"  throughput: {tok_s:,.0f} tokens/s, {flops_s / 1e12:.3f} TFLOP/s{mfu}")
+            yield TrainedStep(step, lr, r, (step + 1) * spec.tokens_per_step, time.perf_counter() - start)

@@ -48,7 +48,7 @@
 # %%
 # %matplotlib inline
 import growlib as gl
-from growlib import plots
+from growlib import harness, plots
 
 # %% [markdown]
 # ## The recipe's three models, counted on the meta device
@@ -160,7 +160,7 @@ plots.plot_budget(reports, title="The recipe's three phases");
 
 # %%
 configs = gl.phase_configs(recipe.model, recipe.growth)
-available = gl.system_memory_bytes()
+available = harness.system_memory_bytes()
 plans = {p: gl.estimate_memory(c, recipe.train.batch_size, recipe.train.seq_len) for p, c in configs.items()}
 for p, plan in plans.items():
     print("\n".join(plan.lines(f"phase {p}", available)))
@@ -177,7 +177,7 @@ plots.plot_memory(plans, available);
 # and gradient checkpointing (blocks recompute their insides during backward).
 
 # %%
-for line in gl.recommendations(recipe.model, recipe.growth, recipe.train.batch_size, recipe.train.seq_len, 24e9):
+for line in harness.recommendations(recipe.model, recipe.growth, recipe.train.batch_size, recipe.train.seq_len, 24e9):
     print(line)
 lean = gl.estimate_memory(configs[3], recipe.train.batch_size, recipe.train.seq_len, lean=True)
 print("\n".join(lean.lines("phase 3, lean mode", 24e9)))

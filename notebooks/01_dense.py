@@ -24,7 +24,7 @@
 # %%
 # %matplotlib inline
 import growlib as gl
-from growlib import plots
+from growlib import harness, plots
 
 # %% [markdown]
 # ## The data
@@ -39,7 +39,7 @@ from growlib import plots
 # or a folder written by `datasets`' `save_to_disk`: every source is read through `datasets`.
 
 # %%
-session = gl.notebook_session()
+session = harness.notebook_session()
 source = session.data.source
 print(f"\ncorpus: {source.label}")
 for story in source.documents(2):
@@ -89,11 +89,11 @@ print(repr(session.data.tokenizer.decode(x[0, :40].tolist(), skip_special_tokens
 # %%
 import inspect
 
-cfg = session.config.preset.model
+cfg = session.spec.model
 print(cfg)
-untrained = gl.build_model(cfg, seed=session.config.train.seed)
+untrained = gl.build_model(cfg, seed=session.spec.train.seed)
 print(gl.count_match_line(untrained))
-print("\nbefore training:", gl.sample_text(untrained, session, tokens=30))
+print("\nbefore training:", harness.sample_text(untrained, session, tokens=30))
 
 # %% [markdown]
 # ### The block and the residual stream
@@ -134,7 +134,7 @@ print(inspect.getsource(gl.model.Block.forward))
 # If an earlier run left that checkpoint, it is loaded instead.
 
 # %%
-dense = gl.ensure_phase(session, 1)
+dense = harness.ensure_phase(session, 1)
 
 # %% [markdown]
 # ## The training step
@@ -142,11 +142,12 @@ dense = gl.ensure_phase(session, 1)
 # Every step of every phase is one call of `gl.train_step`: the forward pass returns the mean
 # next-token loss (a MoE adds its router's two auxiliary losses from the same pass), backward
 # fills the gradients, they are clipped, and the optimizer updates the weights. Here it is, the
-# whole of it; `gl.train_phase` only repeats it over a phase's learning-rate schedule, logging
-# and checkpointing around it.
+# whole of it; `gl.train_steps` only repeats it over a phase's learning-rate schedule and hands
+# each step's result to whoever drives it (the console, the checkpoints, Ctrl-C), printed after it.
 
 # %%
 print(inspect.getsource(gl.train_step))
+print(inspect.getsource(gl.train_steps))
 
 # %% [markdown]
 # ## The loss curve
@@ -165,7 +166,7 @@ plots.plot_loss(session.history.records, title="Phase 1: dense training");
 # Same prompt, same sampling seed as above. Compare with the random tokens before training.
 
 # %%
-print(gl.sample_text(dense, session, tokens=80))
+print(harness.sample_text(dense, session, tokens=80))
 
 # %% [markdown]
 # ## What this notebook showed
@@ -179,7 +180,7 @@ print(gl.sample_text(dense, session, tokens=80))
 # Predict first, then measure. Solutions: `99_solutions.ipynb`.
 #
 # 1. **Count by hand.** Using the formula of notebook 00, count the parameters of this notebook's
-#    preset (`session.config.preset.model`) and compare with `gl.param_report(dense).total`.
+#    preset (`session.spec.model`) and compare with `gl.param_report(dense).total`.
 # 2. **The first loss.** An untrained model's logits are nearly equal. What loss does that
 #    predict for this vocabulary? Measure the loss of `untrained` on one training batch.
 # 3. **The cost of phase 1.** With $C \approx 6 N T$, how many FLOPs did phase 1 take

@@ -28,10 +28,10 @@ import matplotlib.pyplot as plt
 import torch
 
 import growlib as gl
-from growlib import plots
+from growlib import harness, plots
 
-session = gl.notebook_session()
-dense = gl.ensure_phase(session, 1)
+session = harness.notebook_session()
+dense = harness.ensure_phase(session, 1)
 
 # %% [markdown]
 # ## What upcycling does to the weights
@@ -79,8 +79,8 @@ plots.weights_colorbar(fig, axes[:5]);
 # compare the logits:
 
 # %%
-cfg = session.config.growth
-tokens = session.verify_tokens().to(session.config.device)
+cfg = session.spec.growth
+tokens = session.verify_tokens().to(session.device)
 variants = {
     "top-k then softmax (default)": gl.upcycle(dense, cfg.n_experts, cfg.top_k),
     "softmax then top-k": gl.upcycle(dense, cfg.n_experts, cfg.top_k, router_mode="softmax_topk"),
@@ -119,7 +119,7 @@ def mlp_inputs(model, tokens, layer=0):
 u = mlp_inputs(dense, tokens)
 scaled = variants["softmax then top-k"].blocks[0].mlp
 with torch.no_grad():
-    y_dense, y_scaled = dense.blocks[0].mlp(u), scaled(u)
+    y_dense, (y_scaled, _) = dense.blocks[0].mlp(u), scaled(u)  # a MoE layer returns (output, router statistics)
     kept = scaled.router.weight.matmul(u.T).T.softmax(-1).topk(cfg.top_k, dim=-1).values.sum(-1)  # [tokens]
     ratio = (y_scaled * y_dense).sum(-1) / (y_dense * y_dense).sum(-1)  # y_scaled = ratio * y_dense per token
 print(f"predicted scale k/E = {cfg.top_k / cfg.n_experts:.3f}")
@@ -171,9 +171,9 @@ library_moe = variants["top-k then softmax (default)"].blocks[0].mlp
 mine = upcycle_block_plain(dense.blocks[0].mlp, cfg.n_experts, cfg.top_k)
 with torch.no_grad():
     sample = u[:256]
-    print(f"plain forward vs growlib's MoE (same weights):  max |Δ| = {(moe_forward_plain(library_moe, sample) - library_moe(sample)).abs().max():.1e}")
+    print(f"plain forward vs growlib's MoE (same weights):  max |Δ| = {(moe_forward_plain(library_moe, sample) - library_moe(sample)[0]).abs().max():.1e}")
     print(f"plain upcycled block vs the dense MLP:          max |Δ| = {(moe_forward_plain(mine, sample) - y_dense[:256]).abs().max():.1e}")
-    print(f"growlib's upcycled block vs the dense MLP:      max |Δ| = {(library_moe(sample) - y_dense[:256]).abs().max():.1e}")
+    print(f"growlib's upcycled block vs the dense MLP:      max |Δ| = {(library_moe(sample)[0] - y_dense[:256]).abs().max():.1e}")
 #
 # ## Explorer: router mode and k against the upcycling gap
 #
@@ -216,15 +216,16 @@ gl.explorer(lambda router_mode, top_k: plots.plot_upcycling_gaps(gaps, router_mo
 
 # %%
 probe = gl.upcycle(dense, cfg.n_experts, cfg.top_k)
-x, y = session.data.train_batch(session.config.train.batch_size, 0, 2, 0)
-lm_loss = probe(x.to(session.config.device), y.to(session.config.device))
+x, y = session.data.train_batch(session.spec.train.batch_size, 0, 2, 0)
+lm_loss = probe(x.to(session.device), y.to(session.device))
 lm_loss.backward()
 router_grad = max(float(b.mlp.router.weight.grad.abs().max()) for b in probe.blocks)
 expert_grad = max(float(b.mlp.w_in.grad.abs().max()) for b in probe.blocks)
 print(f"language-model loss only: largest router gradient {router_grad:.1e}, largest expert gradient {expert_grad:.1e}")
 probe.zero_grad()
-lm_loss = probe(x.to(session.config.device), y.to(session.config.device))
-balance = sum(b.mlp.last_aux["balance"] for b in probe.blocks)
+routing = []  # each MoE layer's router statistics, returned with its output
+lm_loss = probe(x.to(session.device), y.to(session.device), routing=routing)
+balance = sum(r.balance for r in routing)
 (lm_loss + 0.01 * balance).backward()
 print(f"with the balance loss:    largest router gradient {max(float(b.mlp.router.weight.grad.abs().max()) for b in probe.blocks):.1e}")
 
@@ -233,7 +234,7 @@ print(f"with the balance loss:    largest router gradient {max(float(b.mlp.route
 # separately from the language-model loss.
 
 # %%
-moe = gl.ensure_phase(session, 2, previous=dense)
+moe = harness.ensure_phase(session, 2, previous=dense)
 
 # %% [markdown]
 # ## One loss curve, two phases
@@ -272,16 +273,16 @@ plots.plot_expert_load(session.history.records, phase=2);
 # batches, with the similarity measured after every step; then the MoE trained above.
 
 # %%
-t2 = session.train_config(2)
+spec2 = session.phase_spec(2)
 probe = gl.upcycle(dense, cfg.n_experts, cfg.top_k)
-opt = gl.make_optimizer(probe, t2.lr(2), t2.weight_decay, session.config.device)
+opt = gl.make_optimizer(probe, spec2.peak_lr, spec2.weight_decay, session.device)
 trace = [gl.mean_expert_similarity(probe)]
-for step in range(min(30, t2.steps(2))):
-    batch = tuple(b.to(session.config.device) for b in session.data.train_batch(t2.batch_size, t2.seed, 2, step))
-    gl.train_step(probe, opt, batch, t2.aux_loss_coef, t2.z_loss_coef, t2.grad_clip)
+for step in range(min(30, spec2.steps)):
+    batch = tuple(b.to(session.device) for b in session.data.train_batch(spec2.batch_size, spec2.seed, spec2.stream, step))
+    gl.train_step(probe, opt, batch, spec2)
     trace.append(gl.mean_expert_similarity(probe))
 print(f"mean similarity of two experts: {trace[0]:.6f} just after upcycling, {trace[-1]:.6f} after "
-      f"{len(trace) - 1} steps, {gl.mean_expert_similarity(moe):.6f} after the {t2.steps(2)} steps of phase 2")
+      f"{len(trace) - 1} steps, {gl.mean_expert_similarity(moe):.6f} after the {spec2.steps} steps of phase 2")
 plots.plot_clone_divergence({"upcycled experts": trace}, title="Identical experts learning apart",
                             ylabel="1 - mean cos(expert, expert)", xlabel="training step after upcycling");
 
@@ -321,13 +322,13 @@ for e in range(cfg.n_experts):
 reports = {p: gl.param_report(m) for p, m in ((1, dense), (2, moe))}
 for p, r in reports.items():
     print(f"phase {p}:", *r.lines(), sep="\n")
-plots.plot_budget(reports, title=f"Preset {session.config.preset.name!r}: dense vs MoE");
+plots.plot_budget(reports, title=f"Preset {session.spec.preset!r}: dense vs MoE");
 
 # %% [markdown]
 # ## What the MoE writes
 
 # %%
-print(gl.sample_text(moe, session, tokens=80))
+print(harness.sample_text(moe, session, tokens=80))
 
 # %% [markdown]
 # ## What this notebook showed

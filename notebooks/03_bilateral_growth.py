@@ -31,10 +31,10 @@ import matplotlib.pyplot as plt
 import torch
 
 import growlib as gl
-from growlib import plots
+from growlib import harness, plots
 
-session = gl.notebook_session()
-moe = gl.ensure_phase(session, 2)
+session = harness.notebook_session()
+moe = harness.ensure_phase(session, 2)
 
 # %% [markdown]
 # ## Width ×2 on a small matrix
@@ -209,8 +209,8 @@ print(f"plain deepened vs growlib's deepen:         max |Δlogit| = {(plain_logi
 # through the stack) and `middle` (copies of the middle layers, as MIDAS suggests).
 
 # %%
-tokens = session.verify_tokens().to(session.config.device)
-extra = session.config.growth.extra_layers
+tokens = session.verify_tokens().to(session.device)
+extra = session.spec.growth.extra_layers
 results = {}
 for factor in (2, 1.5):
     for where in ("end", "interleave", "middle"):
@@ -254,13 +254,13 @@ fig.tight_layout()
 import ipywidgets as widgets
 
 small = moe if sum(p.numel() for p in moe.parameters()) < 20e6 else gl.build_model(  # a redraw takes a moment
-    gl.phase_configs(gl.get_preset("cpu").model, session.config.growth)[2], seed=0)
+    gl.phase_configs(gl.get_preset("cpu").model, session.spec.growth)[2], seed=0)
 short = tokens[:1, :64]
 gl.explorer(lambda **choice: gl.growth_figure(small, short, **choice), dict(
     scale_factor=widgets.SelectionSlider(options=[1.0, 1.5, 2.0, 3.0], value=2.0, description="width ×"),
     extra_layers=widgets.IntSlider(value=extra, min=0, max=8, description="+ layers"),
     where=widgets.Dropdown(options=list(gl.PLACEMENTS), value="end", description="placement"),
-    noise=widgets.FloatLogSlider(value=session.config.growth.noise, base=10, min=-4, max=0, description="split noise"),
+    noise=widgets.FloatLogSlider(value=session.spec.growth.noise, base=10, min=-4, max=0, description="split noise"),
 ), columns=2)
 
 # %% [markdown]
@@ -275,7 +275,7 @@ gl.explorer(lambda **choice: gl.growth_figure(small, short, **choice), dict(
 # re-warmup (the optimizer's moments of the small model do not fit the big one).
 
 # %%
-grown = gl.ensure_phase(session, 3, previous=moe)
+grown = harness.ensure_phase(session, 3, previous=moe)
 
 # %% [markdown]
 # ## All three phases in one curve
@@ -298,7 +298,7 @@ plots.plot_loss(session.history.records, title="Dense → MoE → grown MoE");
 # *drop (val)* line measures the same thing on the fixed validation batches and is the one to trust.
 
 # %%
-print(gl.boundary_summary(session.state.figures))
+print(harness.boundary_summary(session.state.figures))
 
 # %% [markdown]
 # ## Training and validation loss side by side
@@ -310,7 +310,7 @@ print(gl.boundary_summary(session.state.figures))
 # several times.
 
 # %%
-t = session.config.train
+t = session.spec.train
 for p, r in sorted(session.state.results.items()):
     last = r.losses[-5:]
     train_end = sum(last) / len(last)
@@ -337,19 +337,19 @@ for p, r in sorted(session.state.results.items()):
 # all units, experts and layers of $1 - \cos(w_j, w_{j'})$.
 
 # %%
-t3 = session.train_config(3)
-noises = {"no noise": 0.0, f"noise {session.config.growth.noise}": session.config.growth.noise,
-          f"noise {10 * session.config.growth.noise:g}": 10 * session.config.growth.noise}
-probe_steps = min(30, t3.steps(3))
+spec3 = session.phase_spec(3)
+noises = {"no noise": 0.0, f"noise {session.spec.growth.noise}": session.spec.growth.noise,
+          f"noise {10 * session.spec.growth.noise:g}": 10 * session.spec.growth.noise}
+probe_steps = min(30, spec3.steps)
 traces = {}
 for label, noise in noises.items():
     wide = gl.widen(moe, 2.0, noise=noise)
     pairs = gl.clone_pairs(moe.cfg.d_mlp, wide.cfg.d_mlp)  # (unit, its copy)
-    opt = gl.make_optimizer(wide, t3.lr(3), t3.weight_decay, session.config.device)
+    opt = gl.make_optimizer(wide, spec3.peak_lr, spec3.weight_decay, session.device)
     traces[label] = [gl.clone_similarity(wide, pairs)]
     for step in range(probe_steps):
-        batch = tuple(b.to(session.config.device) for b in session.data.train_batch(t3.batch_size, t3.seed, 3, step))
-        gl.train_step(wide, opt, batch, t3.aux_loss_coef, t3.z_loss_coef, t3.grad_clip)
+        batch = tuple(b.to(session.device) for b in session.data.train_batch(spec3.batch_size, spec3.seed, spec3.stream, step))
+        gl.train_step(wide, opt, batch, spec3)
         traces[label].append(gl.clone_similarity(wide, pairs))
     print(f"{label:>12}: 1 - cos {1 - traces[label][0]:.2e} after widening, {1 - traces[label][-1]:.2e} "
           f"after {probe_steps} steps; largest |w_j - w_j'| {gl.max_clone_difference(wide, pairs):.2e}")
@@ -361,10 +361,10 @@ plots.plot_clone_divergence(traces);
 
 # %%
 pairs = gl.clone_pairs(moe.cfg.d_mlp, grown.cfg.d_mlp)
-g = session.config.growth
+g = session.spec.growth
 at_growth = gl.grow(moe, g.scale_factor, g.extra_layers, where=g.placement, noise=g.noise, verbose=False)
 print(f"1 - cos: {1 - gl.clone_similarity(at_growth, pairs):.2e} just after growth, "
-      f"{1 - gl.clone_similarity(grown, pairs):.2e} after {t3.steps(3)} steps of phase 3")
+      f"{1 - gl.clone_similarity(grown, pairs):.2e} after {spec3.steps} steps of phase 3")
 
 # %% [markdown]
 # **What to notice:** without noise the copies stay identical to the last bit, as derived. With
@@ -378,7 +378,7 @@ print(f"1 - cos: {1 - gl.clone_similarity(at_growth, pairs):.2e} just after grow
 # ## What the grown model writes
 
 # %%
-print(gl.sample_text(grown, session, tokens=80))
+print(harness.sample_text(grown, session, tokens=80))
 
 # %% [markdown]
 # ## What this notebook showed

@@ -80,8 +80,7 @@ import matplotlib.pyplot as plt
 import growlib as gl
 from growlib import plots
 from growlib.harness.compare import load_results, results_path, where_grown_path_reaches
-from growlib.harness.compare_stats import separated, spread
-from growlib.harness.records import CurveKind
+from growlib.curves import CurveKind, separated, spread
 from growlib.storyworld import generate_world_stories, make_cast
 
 # %% [markdown]
@@ -286,7 +285,7 @@ for ph, name in ((1, "small dense (phase 1)"), (3, "grown (phase 3)")):
 # compute, says how close to its plateau it ended.
 
 # %%
-from growlib.harness.compare_stats import Curve
+from growlib.curves import Curve
 
 longer_path = results_path("world").with_name("compare_bundled_long.json")
 budgets = {"default budget": results["story world (synthetic)"]}

@@ -43,6 +43,7 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 
 import growlib as gl
+from growlib import harness
 from growlib.parallel.group import Parallel
 from growlib.parallel.sharding import distribute
 
@@ -94,8 +95,8 @@ print(inspect.getsource(distribute))
 # CPU); then their logged losses side by side.
 
 # %%
-steps = gl.steps_override()  # CI shortens every phase
-data = gl.tinystories_sample() or "bundled"
+steps = harness.steps_override()  # CI shortens every phase
+data = harness.tinystories_sample() or "bundled"
 common = ["-m", "growlib", "run", "--preset", "tiny", "--data", data, "--overwrite"]
 common += ["--steps", str(steps)] if steps else []
 work = Path(tempfile.mkdtemp(prefix="growlib-05-"))

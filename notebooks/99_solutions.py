@@ -87,7 +87,8 @@ with torch.no_grad():
     y = mlp(u)
     for k in (1, 2, 4, 8):
         moe = gl.upcycle(dense, 8, k, router_mode="softmax_topk").blocks[0].mlp
-        ratio = ((moe(u) * y).sum(-1) / (y * y).sum(-1)).mean()
+        out, _ = moe(u)  # a MoE layer returns (output, its router's statistics)
+        ratio = ((out * y).sum(-1) / (y * y).sum(-1)).mean()
         print(f"k = {k}: predicted {k / 8:.3f}, measured {ratio:.3f}")
 
 # %% [markdown]

@@ -60,3 +60,23 @@ def killer(phase: int, step: int):
             raise Killed
 
     return hook
+
+
+def run_recipe(**kwargs):
+    """``growlib.harness.run`` on the spec that ``kwargs`` describe, as the command line builds it.
+
+    ``resume``, ``overwrite`` and ``after_step`` go to ``run``; everything else to ``RunSpec.build``.
+    """
+    from growlib.harness.pipeline import run
+    from growlib.harness.spec import RunSpec
+
+    run_args = {k: kwargs.pop(k) for k in ("resume", "overwrite", "after_step") if k in kwargs}
+    return run(RunSpec.build(**kwargs), **run_args)
+
+
+def open_recipe(*args, **kwargs):
+    """``growlib.harness.open_session`` on ``RunSpec.build(*args, **kwargs)``."""
+    from growlib.harness.pipeline import open_session
+    from growlib.harness.spec import RunSpec
+
+    return open_session(RunSpec.build(*args, **kwargs))

@@ -22,9 +22,14 @@ def join(rank: int, world: int, rendezvous: str) -> None:
 
 
 def run_worker(rank: int, world: int, rendezvous: str, settings: dict, stop_at: tuple[int, int] | None) -> None:
-    """``growlib.harness.pipeline.run(**settings)`` as one of ``world`` processes; Ctrl-C after ``stop_at``."""
+    """``growlib.harness.pipeline.run`` on ``RunSpec.build(**settings)`` as one of ``world`` processes; Ctrl-C
+    after ``stop_at``."""
     from growlib.harness.pipeline import run
-    from growlib.train import RunInterrupted
+    from growlib.harness.spec import RunSpec
+    from growlib.harness.stops import RunInterrupted
+
+    settings = dict(settings)
+    resume = settings.pop("resume", False)
 
     join(rank, world, rendezvous)
 
@@ -33,7 +38,7 @@ def run_worker(rank: int, world: int, rendezvous: str, settings: dict, stop_at: 
             signal.raise_signal(signal.SIGINT)  # the run's handler: finish the step, checkpoint, stop
 
     try:
-        run(after_step=ctrl_c if stop_at else None, **settings)
+        run(RunSpec.build(**settings), resume=resume, after_step=ctrl_c if stop_at else None)
     except RunInterrupted:
         dist.destroy_process_group()
 
@@ -44,18 +49,18 @@ def growth_worker(rank: int, world: int, rendezvous: str, result: str) -> None:
     from growlib.grow import grow
     from growlib.model import build_model
     from growlib.parallel.group import from_torchrun
-    from growlib.parallel.sharding import local_shapes
+    from growlib.parallel.sharding import distribute, gather, local_shapes
     from growlib.upcycle import upcycle
 
     join(rank, world, rendezvous)
     par = from_torchrun("fsdp", "cpu")
     cfg = ModelConfig(vocab_size=97, d_model=48, n_layers=2, n_heads=4, d_mlp=192, max_seq_len=32)
     tokens = torch.randint(0, cfg.vocab_size, (2, 32), generator=torch.Generator().manual_seed(1))
-    moe = par.distribute(upcycle(build_model(cfg, seed=0), 4, 2, seed=0) if par.is_main else None)
+    moe = distribute(upcycle(build_model(cfg, seed=0), 4, 2, seed=0) if par.is_main else None, par)
     with torch.no_grad():
         before = moe(tokens)  # [B, T, V], computed by the sharded model on every process
-    full = par.gather(moe)
-    grown = par.distribute(grow(full, 2.0, 2, noise=0.0, seed=0, verbose=False) if par.is_main else None)
+    full = gather(moe, par)
+    grown = distribute(grow(full, 2.0, 2, noise=0.0, seed=0, verbose=False) if par.is_main else None, par)
     shapes = local_shapes(grown)  # before a forward pass: FSDP2 keeps the root's weights gathered after one
     with torch.no_grad():
         after = grown(tokens)

@@ -32,3 +32,13 @@ def test_warm_up_gives_up_after_max_steps_when_every_step_takes_fresh_pages():
     faults = warm_up_until_settled(lambda: _touch_fresh_pages(32 * 2**20, held), max_steps=4)
     assert len(faults) == 4
     assert min(faults) >= SETTLED_PAGE_FAULTS
+
+
+def test_the_recipes_figures_are_written_under_both_names():
+    from growlib.harness.bench import with_earlier_names
+
+    out = with_earlier_names({"recipe_dense_step_fraction_of_peak": 0.75, "recipe_moe_step_fraction_of_peak": 0.7,
+                              "cpu_dense_step_seconds": 1.0})
+    assert out["seed_dense_step_fraction_of_peak"] == out["recipe_dense_step_fraction_of_peak"] == 0.75
+    assert out["seed_moe_step_fraction_of_peak"] == out["recipe_moe_step_fraction_of_peak"] == 0.7
+    assert "seed_cpu_dense_step_seconds" not in out and out["cpu_dense_step_seconds"] == 1.0

@@ -2,7 +2,7 @@
 
 from growlib.budget import phase_configs
 from growlib.config import PRESETS
-from growlib.harness.advice import recommendations
+from growlib.harness.memory.advice import recommendations
 from growlib.memory import GB, estimate_memory
 
 
@@ -34,7 +34,7 @@ def test_recommendations_name_what_fits():
 
 
 def test_plan_is_printed_before_each_phase_and_measured_after(tmp_path, capsys):
-    from growlib.harness.pipeline import run
-    run(preset="tiny", data="bundled", steps=4, out=tmp_path)
+    from conftest import run_recipe
+    run_recipe(preset="tiny", data="bundled", steps=4, out=tmp_path)
     out = capsys.readouterr().out
     assert out.count("  Memory plan — phase") == 3 and out.count("  Memory: measured peak RSS") == 3

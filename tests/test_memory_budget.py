@@ -10,19 +10,18 @@ import sys
 
 import pytest
 
-import growlib.harness.session as session_module
-from growlib.harness.advice import NotEnoughMemory
-from growlib.harness.pipeline import open_session, run
+import growlib.harness.memory.plan as plan_module
+from growlib.harness.stops import NotEnoughMemory
 from growlib.memory import FITS_HEADROOM
 
-from conftest import Killed, killer
+from conftest import Killed, killer, open_recipe, run_recipe
 
 CPU = dict(preset="cpu", data="bundled", steps=2)
 TINY = dict(preset="tiny", data="bundled", steps=6, verbose=True)
 
 
 def _budget_where_only_phase3_needs_lean() -> float:
-    plans = open_session(out=None, lean="never", verbose=False, **CPU).state.run_plan
+    plans = open_recipe(out=None, lean="never", verbose=False, **CPU).memory.plans
     usable = (plans[3].lean.total + plans[3].adamw.total) / 2  # halfway: far from both edges
     assert plans[1].adamw.total < usable and plans[2].adamw.total < usable and plans[3].lean.total < usable
     return usable / FITS_HEADROOM
@@ -30,9 +29,9 @@ def _budget_where_only_phase3_needs_lean() -> float:
 
 def test_auto_trains_phase3_lean_and_says_so_before_phase1(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("GROWLIB_MEMORY_BUDGET_GB", str(_budget_where_only_phase3_needs_lean() / 1e9))
-    s = run(out=tmp_path, **CPU)
+    s = run_recipe(out=tmp_path, **CPU)
     out = capsys.readouterr().out
-    assert [p.lean_chosen for p in s.state.run_plan.values()] == [False, False, True]
+    assert [p.lean_chosen for p in s.memory.plans.values()] == [False, False, True]
     said = out.index("  [memory] phase 3 trains in lean mode")
     assert said < out.index("  Phase 1 — Dense") and out.count("  [memory] phase") == 1
     assert out.count("  Lean mode: Adafactor stepped in backward") == 1
@@ -54,9 +53,9 @@ def test_a_budget_too_small_even_for_lean_stops_before_phase1_in_one_line(tmp_pa
 
 def test_a_run_stopped_in_phase3_resumes_with_lean_from_phase3s_start(tmp_path, capsys):
     with pytest.raises(Killed):
-        run(out=tmp_path, lean="never", after_step=killer(3, 1), **TINY)
+        run_recipe(out=tmp_path, lean="never", after_step=killer(3, 1), **TINY)
     capsys.readouterr()
-    resumed = run(out=tmp_path, resume=True, lean="always", **TINY)
+    resumed = run_recipe(out=tmp_path, resume=True, lean="always", **TINY)
     out = capsys.readouterr().out
     assert "Phase 1 — Dense" not in out and "Phase 2 — MoE" not in out  # phases 1-2 are not trained again
     assert "[Bilateral Growth] Scaling x2 width" in out  # phase 3 starts over from the trained MoE
@@ -67,9 +66,9 @@ def test_a_run_stopped_in_phase3_resumes_with_lean_from_phase3s_start(tmp_path, 
 
 def test_mid_phase_resume_in_another_memory_mode_restarts_the_optimizer_and_says_so(tmp_path, capsys):
     with pytest.raises(Killed):
-        run(out=tmp_path, lean="never", checkpoint_every=2, after_step=killer(3, 2), **TINY)
+        run_recipe(out=tmp_path, lean="never", checkpoint_every=2, after_step=killer(3, 2), **TINY)
     capsys.readouterr()
-    run(out=tmp_path, resume=True, lean="always", **TINY)
+    run_recipe(out=tmp_path, resume=True, lean="always", **TINY)
     out = capsys.readouterr().out
     assert ("[resume] phase 3 continues at step 2 in lean mode; the optimizer's state restarts "
             "(it was saved with AdamW)") in out
@@ -77,19 +76,19 @@ def test_mid_phase_resume_in_another_memory_mode_restarts_the_optimizer_and_says
 
 
 def test_resume_still_refuses_a_change_of_what_is_trained(tmp_path):
-    run(out=tmp_path, lean="never", **{**TINY, "verbose": False})
+    run_recipe(out=tmp_path, lean="never", **{**TINY, "verbose": False})
     with pytest.raises(ValueError, match="different configuration"):
-        run(out=tmp_path, resume=True, lean="always", **{**TINY, "steps": 7, "verbose": False})
+        run_recipe(out=tmp_path, resume=True, lean="always", **{**TINY, "steps": 7, "verbose": False})
 
 
 def test_memory_short_at_a_phase_start_stops_with_advice_instead_of_being_killed(tmp_path, monkeypatch):
-    monkeypatch.setattr(session_module, "available_memory", lambda device: 1e6)  # 1 MB left when phase 1 starts
+    monkeypatch.setattr(plan_module.RunMemory, "available", lambda self: 1e6)  # 1 MB left when phase 1 starts
     with pytest.raises(NotEnoughMemory, match=r"phase 1 stopped before training: it is planned at .* GB and this "
                                               r"device can give 0.0 GB now; resume with --lean"):
-        run(out=tmp_path, **{**TINY, "verbose": False})
+        run_recipe(out=tmp_path, **{**TINY, "verbose": False})
     assert not list(tmp_path.glob("*.safetensors"))
 
 
 def test_lean_modes_are_checked():
     with pytest.raises(ValueError, match=r"--lean 'sometimes' is invalid: accepted one of \('auto', 'always', 'never'\)"):
-        open_session(out=None, lean="sometimes", **TINY)
+        open_recipe(out=None, lean="sometimes", **TINY)

@@ -40,7 +40,7 @@ def _reference(layer: MoE, x):
 def test_matches_the_per_expert_loop(mode):
     layer = _moe(mode=mode)
     x = torch.randn(50, 16)
-    torch.testing.assert_close(layer(x), _reference(layer, x), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(layer(x)[0], _reference(layer, x), rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize("top_k", [1, 2, 3])
@@ -50,20 +50,20 @@ def test_gradients_match_the_per_expert_loop(top_k):
     x = torch.randn(40, 16, dtype=torch.float64, requires_grad=True)
     upstream = torch.randn(40, 16, dtype=torch.float64)
     params = [x, *layer.parameters()]
-    ours = torch.autograd.grad((layer(x) * upstream).sum(), params)
+    ours = torch.autograd.grad((layer(x)[0] * upstream).sum(), params)
     ref = torch.autograd.grad((_reference(layer, x) * upstream).sum(), params)
     for a, b in zip(ours, ref):
         torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
 
 
 def test_the_benchmark_loop_reference_computes_the_same_layer():
-    from growlib.harness.bench import _loop_reference
+    from growlib.moe import expert_loop_reference
 
     layer = _moe()
     experts = [tuple(p[e].detach().clone() for p in (layer.w_in, layer.b_in, layer.w_out, layer.b_out))
                for e in range(layer.n_experts)]
     x = torch.randn(50, 16)
-    torch.testing.assert_close(_loop_reference(layer, experts, x), layer(x), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(expert_loop_reference(layer, experts, x), layer(x)[0], rtol=1e-5, atol=1e-5)
 
 
 def test_every_token_gets_k_distinct_experts_and_gates_sum_to_one():
@@ -72,8 +72,8 @@ def test_every_token_gets_k_distinct_experts_and_gates_sum_to_one():
     assert idx.shape == (200, 3)
     assert all(len(set(row)) == 3 for row in idx.tolist())
     torch.testing.assert_close(gates.sum(-1), torch.ones(200))
-    layer(torch.randn(200, 16))
-    assert int(layer.last_aux["counts"].sum()) == 200 * 3  # dropless: no token lost
+    _, stats = layer(torch.randn(200, 16))
+    assert int(stats.counts.sum()) == 200 * 3  # dropless: no token lost
 
 
 def test_softmax_then_topk_does_not_renormalise():
@@ -114,8 +114,8 @@ def test_balance_loss_on_a_hand_built_case():
     with torch.no_grad():
         layer.router.weight.copy_(torch.eye(2))
     x = torch.log(probs)  # router logits = x, so softmax(logits) = probs
-    layer(x)
-    assert layer.last_aux["balance"].item() == pytest.approx(1.15, rel=1e-6)
+    _, stats = layer(x)
+    assert stats.balance.item() == pytest.approx(1.15, rel=1e-6)
 
 
 @pytest.mark.parametrize("dtype, tol", [(torch.float32, 1e-5), (torch.float64, 1e-12)])
@@ -128,7 +128,9 @@ def test_upcycling_is_exact(dtype, tol):
     assert res.logit_diff <= tol and res.overall <= tol
     assert all(torch.equal(before[k], v) for k, v in dense.state_dict().items())  # input untouched
     assert moe.cfg.n_experts == 8 and not dense.cfg.is_moe
-    counts = torch.stack([m.last_aux["counts"] for m in moe.moe_layers()])
+    routing = []
+    moe(x, routing=routing)
+    counts = torch.stack([r.counts for r in routing])
     assert int((counts > 0).sum()) > 8  # the check really exercised several experts
 
 
@@ -144,7 +146,8 @@ def test_after_one_step_experts_differ_and_router_learns():
     moe = upcycle(dense, 4, 2, seed=3)
     x, y = torch.randint(0, 97, (2, 8, 32))
     opt = make_optimizer(moe, 1e-2, 0.0, "cpu")
-    loss = moe(x, y) + 0.01 * torch.stack([m.last_aux["balance"] for m in moe.moe_layers()]).mean()
+    routing = []
+    loss = moe(x, y, routing=routing) + 0.01 * torch.stack([r.balance for r in routing]).mean()
     loss.backward()
     layer = moe.moe_layers()[0]
     assert layer.router.weight.grad.abs().sum() > 0

@@ -25,8 +25,8 @@ import torch
 import torch.multiprocessing as mp
 
 import growlib.train
-from growlib.train import StepResult, clip_gradients
-from growlib.harness.pipeline import run
+from growlib.train import PhaseSpec, StepResult, clip_gradients
+from conftest import run_recipe
 from growlib.memory import estimate_memory
 from growlib.config import get_preset
 
@@ -62,34 +62,37 @@ def _assert_same_run(got: list[dict], want: list[dict]) -> None:
             assert g["expert_tokens"] == w["expert_tokens"]  # counts over the whole global batch
 
 
-def accumulated_step(model, optimizer, batch, balance_coef=0.01, z_coef=1e-3, grad_clip=1.0, par=None, net=None,
-                     parts: int = 2) -> StepResult:
+def accumulated_step(model, optimizer, batch, spec=None, par=None, net=None, parts: int = 2) -> StepResult:
     """growlib.train.train_step over ``parts`` micro-batches: what ``parts`` processes compute, in one."""
+    spec = spec or PhaseSpec()
     x, y = batch
     rows = x.shape[0] // parts
     pieces = []
     for j in range(parts):  # every forward first: the balance loss needs the whole batch's counts
-        loss = model(x[j * rows:(j + 1) * rows], y[j * rows:(j + 1) * rows])
-        pieces.append((loss, [dict(m.last_aux) for m in model.moe_layers()]))
-    counts = [sum(piece[1][i]["counts"] for piece in pieces) for i in range(len(pieces[0][1]))]
-    for m, c in zip(model.moe_layers(), counts):
-        m.last_aux["counts"] = c  # logged: the whole batch's
+        routing = []
+        loss = model(x[j * rows:(j + 1) * rows], y[j * rows:(j + 1) * rows], routing=routing)
+        pieces.append((loss, routing))
+    counts = [sum(piece[1][i].counts for piece in pieces) for i in range(len(pieces[0][1]))]
     optimizer.zero_grad(set_to_none=True)
     figures = []
     for loss, layers in pieces:
         terms = [loss]
         if layers:
-            balance = torch.stack([m.n_experts * (c.float() / c.sum() * aux["frac_probs"]).sum()
-                                   for m, c, aux in zip(model.moe_layers(), counts, layers)]).mean()
-            z = torch.stack([aux["z"] for aux in layers]).mean()
+            balance = torch.stack([m.n_experts * (c.float() / c.sum() * r.frac_probs).sum()
+                                   for m, c, r in zip(model.moe_layers(), counts, layers)]).mean()
+            z = torch.stack([r.z for r in layers]).mean()
             terms += [balance, z]
-        total = loss if not layers else loss + balance_coef * terms[1] + z_coef * terms[2]
+        total = loss if not layers else loss + spec.balance_coef * terms[1] + spec.z_coef * terms[2]
         (total / parts).backward()  # halving is exact: the sum of halves is the processes' average
         figures.append(torch.stack([t.detach().float() for t in terms]))
-    if grad_clip is not None:
-        clip_gradients(model, grad_clip)
+    if not spec.lean:
+        clip_gradients(model, spec.grad_clip)
     optimizer.step()
-    return StepResult(*(sum(figures) / parts).tolist())
+    stats = ()
+    if counts:  # logged: the whole batch's counts, the micro-batches' mean entropy
+        entropy = sum(torch.stack([r.entropy for r in layers]) for _, layers in pieces) / parts
+        stats = (torch.stack(counts), entropy)
+    return StepResult(*(sum(figures) / parts).tolist(), *stats)
 
 
 @pytest.fixture(scope="module")
@@ -101,7 +104,7 @@ def one_process(tmp_path_factory):
     try:
         with pytest.MonkeyPatch.context() as patch:
             patch.setattr(growlib.train, "train_step", accumulated_step)
-            run(out=out, **SETTINGS)
+            run_recipe(out=out, **SETTINGS)
     finally:
         torch.set_num_threads(threads)
     return _records(out)
@@ -133,7 +136,7 @@ def test_a_sharded_checkpoint_resumes_with_any_process_count(tmp_path, one_proce
     state = json.loads((out / "run_state.json").read_text())
     assert state["checkpoint"] == "resume_p2_s6.dcp" and (out / "resume_p2_s6.dcp" / ".metadata").is_file()
     if world_after == 1:
-        run(out=out, resume=True, **SETTINGS)
+        run_recipe(out=out, resume=True, **SETTINGS)
     else:
         _run_processes(tmp_path, out, resume=True, stop_at=None)
     _assert_same_run(_records(out), one_process)
@@ -151,7 +154,7 @@ def test_impossible_process_count_is_refused_in_one_line(tmp_path):
 
 def test_parallel_without_torchrun_is_refused(tmp_path):
     with pytest.raises(ValueError, match="needs several processes"):
-        run(out=tmp_path, parallel="fsdp", **SETTINGS)
+        run_recipe(out=tmp_path, parallel="fsdp", **SETTINGS)
 
 
 def test_fsdp_plan_divides_the_state_among_the_processes():

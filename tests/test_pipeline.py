@@ -7,13 +7,13 @@ import sys
 import pytest
 
 from growlib.config import PRESETS
-from growlib.harness.pipeline import open_session, run
+from conftest import open_recipe, run_recipe
 
 SEED_FILES = ["dense_model", "moe_model_init", "moe_model_final", "large_moe_final"]
 
 
 def test_three_phases_in_the_seeds_layout(tmp_path, sample_path, capsys):
-    s = run(preset="tiny", data=str(sample_path), out=tmp_path)
+    s = run_recipe(preset="tiny", data=str(sample_path), out=tmp_path)
     out = capsys.readouterr().out
     lines = out.splitlines()
     # phase banners, in order, each framed by rules
@@ -84,7 +84,7 @@ def test_vocab_smaller_than_the_tokenizer_is_rejected(tmp_path, monkeypatch):
     p = PRESETS["tiny"]
     small = dataclasses.replace(p, model=dataclasses.replace(p.model, vocab_size=100))
     with pytest.raises(ValueError, match="vocab_size = 100 is smaller than the tokenizer's"):
-        open_session(small, data="bundled", out=tmp_path, verbose=False)
+        open_recipe(small, data="bundled", out=tmp_path, verbose=False)
 
 
 def _stories_dataset(n=400):

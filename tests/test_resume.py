@@ -11,10 +11,11 @@ import torch
 import growlib.checkpoint as ckpt
 from growlib.checkpoint import load_checkpoint
 from growlib.model import build_model
-from growlib.harness.pipeline import open_session, run
+from growlib.harness.checkpoints.saver import Checkpointer
+from growlib.harness.phases import fit
 from growlib.train import TrainingDiverged
 
-from conftest import Killed, killer
+from conftest import Killed, killer, open_recipe, run_recipe
 
 SETTINGS = dict(preset="tiny", data="bundled", steps=16, checkpoint_every=4, verbose=False)
 
@@ -25,15 +26,15 @@ def _losses(session):
 
 @pytest.fixture(scope="module")
 def uninterrupted(tmp_path_factory):
-    s = run(out=tmp_path_factory.mktemp("full"), **SETTINGS)
+    s = run_recipe(out=tmp_path_factory.mktemp("full"), **SETTINGS)
     return _losses(s), s.state.figures
 
 
 @pytest.mark.parametrize("phase, step", [(1, 9), (2, 2), (2, 13), (3, 3), (3, 14)])
 def test_resume_after_a_kill_repeats_the_uninterrupted_losses(tmp_path, uninterrupted, phase, step):
     with pytest.raises(Killed):
-        run(out=tmp_path, after_step=killer(phase, step), **SETTINGS)
-    resumed = run(out=tmp_path, resume=True, **SETTINGS)
+        run_recipe(out=tmp_path, after_step=killer(phase, step), **SETTINGS)
+    resumed = run_recipe(out=tmp_path, resume=True, **SETTINGS)
     losses, boundary = uninterrupted
     assert _losses(resumed) == losses  # exactly: same batches, same optimizer state, same schedule
     for phase, name in ((1, "final_loss"), (2, "first_loss"), (2, "final_loss"), (3, "first_loss"),
@@ -44,9 +45,9 @@ def test_resume_after_a_kill_repeats_the_uninterrupted_losses(tmp_path, uninterr
 
 
 def test_a_kill_during_a_checkpoint_write_keeps_the_previous_one(tmp_path, monkeypatch):
-    s = open_session(**{**SETTINGS, "out": tmp_path})
-    first = build_model(s.config.preset.model, seed=1)
-    s.save(first, "dense_model", 1)
+    s = open_recipe(**{**SETTINGS, "out": tmp_path})
+    first = build_model(s.spec.model, seed=1)
+    Checkpointer(s).phase_end(first, "dense_model", 1)
     real_save = ckpt.save_file
 
     def dies_halfway(tensors, path):
@@ -56,18 +57,18 @@ def test_a_kill_during_a_checkpoint_write_keeps_the_previous_one(tmp_path, monke
 
     monkeypatch.setattr(ckpt, "save_file", dies_halfway)
     with pytest.raises(Killed):
-        s.save(build_model(s.config.preset.model, seed=2), "dense_model", 1)
+        Checkpointer(s).phase_end(build_model(s.spec.model, seed=2), "dense_model", 1)
     loaded, _, _ = load_checkpoint(tmp_path, "dense_model")
     assert all(torch.equal(a, b) for a, b in zip(loaded.state_dict().values(), first.state_dict().values()))
 
 
 def test_a_planted_nan_stops_the_phase_naming_the_step(tmp_path):
-    s = open_session(**{**SETTINGS, "out": tmp_path})
-    model = build_model(s.config.preset.model)
+    s = open_recipe(**{**SETTINGS, "out": tmp_path})
+    model = build_model(s.spec.model)
     with torch.no_grad():
         model.blocks[0].attn.q.weight[0, 0] = float("nan")
     with pytest.raises(TrainingDiverged, match="phase 1 step 0: loss is nan"):
-        s.fit(model, 1)
+        fit(s, model, 1)
     assert not list(tmp_path.glob("*.safetensors"))  # nothing half-trained was saved
 
 
@@ -144,11 +145,11 @@ def test_ctrl_c_writes_a_checkpoint_and_says_how_to_resume(tmp_path):
 
 
 def test_lean_mode_learns_and_resumes_exactly(tmp_path):
-    lean = {**SETTINGS, "lean": True}
-    full = run(out=tmp_path / "full", **lean)
+    lean = {**SETTINGS, "lean": "always"}
+    full = run_recipe(out=tmp_path / "full", **lean)
     r = full.state.results
     assert r[1].eval_loss < r[1].losses[0] - 0.5 and full.state.figures[3].val_end < full.state.figures[3].val_after
     with pytest.raises(Killed):
-        run(out=tmp_path / "killed", after_step=killer(2, 13), **lean)
-    resumed = run(out=tmp_path / "killed", resume=True, **lean)
+        run_recipe(out=tmp_path / "killed", after_step=killer(2, 13), **lean)
+    resumed = run_recipe(out=tmp_path / "killed", resume=True, **lean)
     assert _losses(resumed) == _losses(full)

@@ -5,8 +5,8 @@
   fraction of that peak, with tokens per second and peak memory against the estimate; each
   step timed once the heap has settled, against the peak measured in its own process just
   before and just after; the recipe's dense and MoE steps three times each, in fresh processes
-  (the medians are reported). Its JSON keys ``seed_*`` name the recipe's models (the names
-  scripts know).
+  (the medians are reported). Its JSON keys ``recipe_*`` name the recipe's models; each is also
+  written as ``seed_*``, the name earlier scripts read.
 - ``moe``: forward+backward of the MoE layer at the recipe's shapes (d 832, hidden
   3328, 8 experts, top-2, 2048 tokens, fp32) against a dense MLP with the same
   active FLOPs (hidden 6656) and against the Mixtral-style loop over experts.
@@ -20,7 +20,6 @@
 from __future__ import annotations
 
 import json
-import resource
 import statistics
 import subprocess
 import sys
@@ -28,20 +27,20 @@ import time
 from typing import Callable
 
 import torch
-import torch.nn.functional as F
 
 from ..accounting import training_flops_per_token
 from ..budget import phase_configs
 from ..config import get_preset
 from ..grow import grow
 from ..lean import OptimizerInBackward, free_model
-from ..memory import Overhead, estimate_memory
+from ..memory import estimate_memory
 from ..model import build_model
-from ..moe import MoE
-from ..train import make_optimizer, train_step
+from ..moe import MoE, expert_loop_reference
+from ..process_memory import current_rss, lifetime_peak_rss, minor_page_faults
+from ..train import PhaseSpec, make_optimizer, train_step
 from .bench_dist import bench_dist
-from .allocator import keep_freed_memory_for_reuse
-from .measure import current_rss, measured_peak, minor_page_faults, reset_peak, warm_up_runtime
+from .memory.heap import keep_freed_memory_for_reuse
+from .memory.machine import measured_peak, reset_peak, runtime_overhead
 
 
 def _time(fn: Callable[[], None], repeats: int = 5, warmup: int = 2) -> float:
@@ -56,25 +55,8 @@ def _time(fn: Callable[[], None], repeats: int = 5, warmup: int = 2) -> float:
     return statistics.median(times)
 
 
-def _loop_reference(layer: MoE, experts: list[tuple[torch.Tensor, ...]], x: torch.Tensor) -> torch.Tensor:
-    """The Hugging Face Mixtral block's way: for each expert, find its tokens, run it, scatter-add back.
-
-    ``experts`` holds each expert's own (w_in, b_in, w_out, b_out) leaf tensors, as Mixtral's
-    ``nn.ModuleList`` of expert MLPs does (slicing one stacked parameter instead would add a
-    full-size gradient buffer per expert to the loop's cost).
-    """
-    logits, idx, gates = layer.router(x)
-    out = torch.zeros_like(x)
-    mask = F.one_hot(idx, layer.n_experts).permute(2, 1, 0)  # [E, k, N]
-    for e, (w_in, b_in, w_out, b_out) in enumerate(experts):
-        slot, tok = torch.where(mask[e])
-        h = F.gelu(x[tok] @ w_in + b_in)
-        out.index_add_(0, tok, (h @ w_out + b_out) * gates[tok, slot, None])
-    return out
-
-
-def bench_moe(d: int = 832, hidden: int = 3328, n_experts: int = 8, top_k: int = 2, tokens: int = 2048,
-              repeats: int = 5) -> dict:
+def _moe_layer_and_inputs(d: int, hidden: int, n_experts: int, top_k: int, tokens: int):
+    """The MoE layer, its experts as separate leaf tensors (the loop's), a dense MLP of equal active FLOPs, x."""
     torch.manual_seed(0)
     layer = MoE(d, hidden, n_experts, top_k)
     with torch.no_grad():
@@ -82,50 +64,53 @@ def bench_moe(d: int = 832, hidden: int = 3328, n_experts: int = 8, top_k: int =
             p.normal_(0, 0.02)
     experts = [tuple(p[e].detach().clone().requires_grad_() for p in (layer.w_in, layer.b_in, layer.w_out, layer.b_out))
                for e in range(n_experts)]
-    dense_in = torch.nn.Linear(d, hidden * top_k)
-    dense_out = torch.nn.Linear(hidden * top_k, d)
-    x = torch.randn(tokens, d, requires_grad=True)
-    grad = torch.randn(tokens, d)
+    dense = torch.nn.Sequential(torch.nn.Linear(d, hidden * top_k), torch.nn.GELU(),
+                                torch.nn.Linear(hidden * top_k, d))
+    return layer, experts, dense, torch.randn(tokens, d, requires_grad=True)
 
-    def run(f):
-        def step():
-            layer.zero_grad(set_to_none=True)
-            dense_in.zero_grad(set_to_none=True)
-            dense_out.zero_grad(set_to_none=True)
-            x.grad = None
-            for ps in experts:
-                for q in ps:
-                    q.grad = None
-            f().backward(grad)
-        return step
 
-    steps = {"moe": run(lambda: layer(x)), "dense": run(lambda: dense_out(F.gelu(dense_in(x)))),
-             "loop": run(lambda: _loop_reference(layer, experts, x))}
+def _timed_in_rotation(steps: dict[str, Callable[[], None]], repeats: int) -> dict[str, float]:
+    """Median seconds of each step, run in rotation so a drift in the machine's speed hits all alike."""
     for step in steps.values():  # warm-up
         step(), step()
     times: dict[str, list[float]] = {k: [] for k in steps}
-    for _ in range(repeats):  # in rotation, so a drift in the machine's speed hits all three alike
+    for _ in range(repeats):
         for k, step in steps.items():
             start = time.perf_counter()
             step()
             times[k].append(time.perf_counter() - start)
-    t_moe, t_dense, t_loop = (statistics.median(times[k]) for k in ("moe", "dense", "loop"))
+    return {k: statistics.median(v) for k, v in times.items()}
+
+
+def bench_moe(d: int = 832, hidden: int = 3328, n_experts: int = 8, top_k: int = 2, tokens: int = 2048,
+              repeats: int = 5) -> dict:
+    layer, experts, dense, x = _moe_layer_and_inputs(d, hidden, n_experts, top_k, tokens)
+    grad = torch.randn(tokens, d)
+
+    def run(f):
+        def step():
+            for module in (layer, dense):
+                module.zero_grad(set_to_none=True)
+            x.grad = None
+            for q in (q for ps in experts for q in ps):
+                q.grad = None
+            f().backward(grad)
+        return step
+
+    t = _timed_in_rotation({"moe": run(lambda: layer(x)[0]), "dense": run(lambda: dense(x)),
+                            "loop": run(lambda: expert_loop_reference(layer, experts, x))}, repeats)
     flops = 3 * 2 * tokens * top_k * 2 * d * hidden  # forward + backward of the active expert matmuls
     return {
         "moe_shape": f"d={d} hidden={hidden} experts={n_experts} top-{top_k} tokens={tokens} fp32",
-        "moe_fwd_bwd_ms": 1e3 * t_moe,
-        "dense_equivalent_fwd_bwd_ms": 1e3 * t_dense,
-        "loop_reference_fwd_bwd_ms": 1e3 * t_loop,
-        "moe_gflops": flops / t_moe / 1e9,
-        "dense_equivalent_gflops": flops / t_dense / 1e9,
-        "moe_over_dense_equivalent": t_moe / t_dense,
-        "loop_reference_over_moe": t_loop / t_moe,
+        "moe_fwd_bwd_ms": 1e3 * t["moe"],
+        "dense_equivalent_fwd_bwd_ms": 1e3 * t["dense"],
+        "loop_reference_fwd_bwd_ms": 1e3 * t["loop"],
+        "moe_gflops": flops / t["moe"] / 1e9,
+        "dense_equivalent_gflops": flops / t["dense"] / 1e9,
+        "moe_over_dense_equivalent": t["moe"] / t["dense"],
+        "loop_reference_over_moe": t["loop"] / t["moe"],
         "threads": torch.get_num_threads(),
     }
-
-
-def _peak_rss_gb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e9  # KiB on Linux
 
 
 def _grow_worker() -> dict:
@@ -141,7 +126,7 @@ def _grow_worker() -> dict:
     grown = grow(moe, p.growth.scale_factor, p.growth.extra_layers, verbose=False)
     seconds = time.perf_counter() - start
     new_gb = sum(t.numel() * t.element_size() for t in grown.state_dict().values()) / 1e9
-    peak = _peak_rss_gb() - base  # the process's peak, less what torch itself took
+    peak = lifetime_peak_rss() / 1e9 - base  # the process's peak, less what torch itself took
     return {"grow_seconds": seconds, "grow_old_model_gb": old_gb, "grow_new_model_gb": new_gb,
             "grow_rss_before_gb": before - base, "grow_peak_gb": peak,
             "grow_peak_over_models": peak / (old_gb + new_gb),
@@ -172,15 +157,13 @@ def bench_matmul_peak(repeats: int = 5) -> dict:
 def _fresh_phase(preset: str, phase: int, seed: int):
     """One phase's model and AdamW in this (fresh) process, set up as ``run`` sets up a CPU training.
 
-    The heap keeps freed memory for reuse (harness.allocator) and the peak is reset after the
+    The heap keeps freed memory for reuse (harness.memory.heap) and the peak is reset after the
     runtime's warm-up. Returns (model config, train config, what the process adds to the plan,
     model, optimizer, token generator).
     """
     p = get_preset(preset)
     cfg = phase_configs(p.model, p.growth)[phase]
-    heap = keep_freed_memory_for_reuse()
-    warm_up_runtime()
-    overhead = Overhead(runtime=current_rss(), heap_slack=heap)
+    overhead = runtime_overhead(keep_freed_memory_for_reuse())
     reset_peak("cpu")
     model = build_model(cfg, seed=seed)
     opt = make_optimizer(model, 1e-4, p.train.weight_decay, "cpu")
@@ -222,7 +205,7 @@ def _step_worker(preset: str, phase: int, steps: int) -> dict:
     batch = tuple(torch.randint(0, cfg.vocab_size, (2, t.batch_size, t.seq_len), generator=gen))
 
     def step():
-        train_step(model, opt, batch, t.aux_loss_coef, t.z_loss_coef, t.grad_clip)
+        train_step(model, opt, batch, PhaseSpec.of(t, phase))
 
     warmup_faults = warm_up_until_settled(step)
     peak, _ = measured_peak("cpu")  # the settled heap: read before the matmul peak's matrices join it
@@ -278,29 +261,34 @@ def bench_steps(recipe_runs: int = 3) -> dict:
     """
     out: dict = {}
     chosen = {}
-    for key, phase, steps in (("seed_dense", 1, 3), ("seed_moe", 2, 2)):
+    for key, phase, steps in (("recipe_dense", 1, 3), ("recipe_moe", 2, 2)):
         chosen[key], runs = _recipe_step_runs(key, phase, steps, recipe_runs)
-        out[f"{key}_runs_matmul_peak_gflops"] = [r["matmul_peak_gflops"] for r in runs]
-        out[f"{key}_runs_step_seconds"] = [r["step_seconds"] for r in runs]
-        out[f"{key}_runs_fraction_of_peak"] = [r["fraction_of_peak"] for r in runs]
-        out[f"{key}_runs_warmup_steps"] = [r["warmup_steps"] for r in runs]
-        if key == "seed_dense":  # the earlier names of the dense runs' lists
-            out["seed_runsmatmul_peak_gflops"] = out["seed_dense_runs_matmul_peak_gflops"]
-            out["seed_runsstep_seconds"] = out["seed_dense_runs_step_seconds"]
-            out["seed_runsfraction_of_peak"] = out["seed_dense_runs_fraction_of_peak"]
-    out["matmul_peak_gflops"] = chosen["seed_dense"]["matmul_peak_gflops"]
+        for field, name in (("matmul_peak_gflops", "matmul_peak_gflops"), ("step_seconds", "step_seconds"),
+                            ("fraction_of_peak", "fraction_of_peak"), ("warmup_steps", "warmup_steps")):
+            out[f"{key}_runs_{name}"] = [r[field] for r in runs]
+    out["matmul_peak_gflops"] = chosen["recipe_dense"]["matmul_peak_gflops"]
     for key, preset, phase, steps in (("cpu_dense", "cpu", 1, 10), ("cpu_grown", "cpu", 3, 3),
-                                      ("seed_dense", "recipe", 1, 3), ("seed_moe", "recipe", 2, 2)):
-        r = chosen.get(key) or _in_subprocess("_step_worker", preset, phase, steps)
-        out[f"{key}_step_seconds"] = r["step_seconds"]
-        out[f"{key}_tokens_per_second"] = r["tokens_per_second"]
-        out[f"{key}_step_gflops"] = r["step_gflops"]
-        out[f"{key}_step_fraction_of_peak"] = r["fraction_of_peak"]
-        out[f"{key}_peak_rss_gb"] = r["peak_rss_gb"]
-        out[f"{key}_memory_estimate_gb"] = r["estimate_gb"]
-        out[f"{key}_estimate_over_measured"] = r["estimate_gb"] / r["peak_rss_gb"]
+                                      ("recipe_dense", "recipe", 1, 3), ("recipe_moe", "recipe", 2, 2)):
+        out.update(_step_figures(key, chosen.get(key) or _in_subprocess("_step_worker", preset, phase, steps)))
     # the two medians' ratio: 1.0 when a MoE step turns its FLOPs into time as well as a dense step
-    out["seed_moe_over_dense_fraction"] = out["seed_moe_step_fraction_of_peak"] / out["seed_dense_step_fraction_of_peak"]
+    out["recipe_moe_over_dense_fraction"] = (out["recipe_moe_step_fraction_of_peak"]
+                                             / out["recipe_dense_step_fraction_of_peak"])
+    return with_earlier_names(out)
+
+
+def _step_figures(key: str, r: dict) -> dict:
+    return {f"{key}_step_seconds": r["step_seconds"], f"{key}_tokens_per_second": r["tokens_per_second"],
+            f"{key}_step_gflops": r["step_gflops"], f"{key}_step_fraction_of_peak": r["fraction_of_peak"],
+            f"{key}_peak_rss_gb": r["peak_rss_gb"], f"{key}_memory_estimate_gb": r["estimate_gb"],
+            f"{key}_estimate_over_measured": r["estimate_gb"] / r["peak_rss_gb"]}
+
+
+def with_earlier_names(figures: dict) -> dict:
+    """Every ``recipe_*`` figure also under ``seed_*``, the name earlier scripts read (the recipe's first name)."""
+    out = dict(figures)
+    for key, value in figures.items():
+        if key.startswith("recipe_"):
+            out["seed_" + key[len("recipe_"):]] = value
     return out
 
 
@@ -310,14 +298,12 @@ def _lean_phase3_worker(steps: int = 1) -> dict:
     One step already holds the peak: Adafactor's factored states are made in it.
     """
 
-    heap = keep_freed_memory_for_reuse()
-    warm_up_runtime()
+    overhead = runtime_overhead(keep_freed_memory_for_reuse())
     p = get_preset("recipe")
     cfgs = phase_configs(p.model, p.growth)
     t = p.train
     gen = torch.Generator().manual_seed(0)
     x, y = torch.randint(0, cfgs[3].vocab_size, (2, t.batch_size, t.seq_len), generator=gen)
-    overhead = Overhead(runtime=current_rss(), heap_slack=heap)
     moe = build_model(cfgs[2], seed=0)
     grown = grow(moe, p.growth.scale_factor, p.growth.extra_layers, verbose=False)
     free_model(moe)
@@ -335,7 +321,7 @@ def _lean_phase3_worker(steps: int = 1) -> dict:
     opt.remove()
     estimate = estimate_memory(cfgs[3], t.batch_size, t.seq_len, lean=True, overhead=overhead).total
     return {"lean_phase3_params": sum(q.numel() for q in grown.parameters()),
-            "lean_phase3_peak_rss_gb": _peak_rss_gb(),  # the whole process: growth included
+            "lean_phase3_peak_rss_gb": lifetime_peak_rss() / 1e9,  # the whole process: growth included
             "lean_phase3_train_peak_rss_gb": train_peak / 1e9,
             "lean_phase3_estimate_gb": estimate / 1e9,
             "lean_phase3_estimate_over_measured": estimate / train_peak,
@@ -353,7 +339,7 @@ def phase_peaks(preset: str, phase: int, checkpoints: tuple[int, ...], seed: int
     peaks = {}
     for step in range(1, max(checkpoints) + 1):
         batch = torch.randint(0, cfg.vocab_size, (2, t.batch_size, t.seq_len), generator=gen)
-        train_step(model, opt, tuple(batch), t.aux_loss_coef, t.z_loss_coef, t.grad_clip)
+        train_step(model, opt, tuple(batch), PhaseSpec.of(t, phase))
         if step in checkpoints:
             peaks[step] = measured_peak("cpu")[0]
     estimate = estimate_memory(cfg, t.batch_size, t.seq_len, overhead=overhead).total

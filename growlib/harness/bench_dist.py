@@ -24,12 +24,13 @@ import torch
 
 from ..budget import phase_configs
 from ..config import get_preset
-from ..memory import GB, Overhead, estimate_memory
+from ..memory import GB, estimate_memory
 from ..model import build_model
 from ..parallel.group import SINGLE, from_torchrun
+from ..parallel.sharding import distribute, training
 from ..train import make_optimizer, train_step
-from .allocator import keep_freed_memory_for_reuse, map_large_blocks, release_freed_memory
-from .measure import current_rss, measured_peak, reset_peak, warm_up_runtime
+from .memory.heap import keep_freed_memory_for_reuse, map_large_blocks, release_freed_memory
+from .memory.machine import measured_peak, reset_peak, runtime_overhead
 
 PRESET, PHASE = "cpu", 3
 STEPS, WARM = 6, 2  # steps timed; the first WARM are left out of the median
@@ -44,19 +45,18 @@ def _phase_config(preset):
 def _worker(mode: str, out: str) -> None:
     """One process of the benchmark: train STEPS steps, then rank 0 writes what every rank measured."""
     par = SINGLE if mode == "one" else from_torchrun(mode, "cpu")
-    map_large_blocks() if mode == "fsdp" else keep_freed_memory_for_reuse()  # as `run` sets up the C heap
-    warm_up_runtime()
-    runtime = current_rss()
+    heap = map_large_blocks() if mode == "fsdp" else keep_freed_memory_for_reuse()  # as `run` sets up the C heap
+    overhead = runtime_overhead(heap)
     preset = get_preset(PRESET)
     cfg = _phase_config(preset)
     batch, seq = preset.train.batch_size, preset.train.seq_len
-    model = par.distribute(build_model(cfg, seed=0) if par.is_main else None)
+    model = distribute(build_model(cfg, seed=0) if par.is_main else None, par)
     opt = make_optimizer(model, 1e-4, preset.train.weight_decay, "cpu")
     gen = torch.Generator().manual_seed(0)
     release_freed_memory()  # what sharing the model out freed (rank 0's whole model, the others' staging copies)
     reset_peak("cpu")
     seconds = []
-    with par.training(model) as net:
+    with training(model, par) as net:
         for _ in range(STEPS):
             x = torch.randint(0, cfg.vocab_size, (batch, seq), generator=gen)  # the global batch [B, T]
             y = torch.randint(0, cfg.vocab_size, (batch, seq), generator=gen)
@@ -68,7 +68,7 @@ def _worker(mode: str, out: str) -> None:
     if par.active:
         peaks = [None] * par.world
         torch.distributed.all_gather_object(peaks, peak)
-    plan = estimate_memory(cfg, batch // par.world, seq, overhead=Overhead(runtime, heap_slack=True),
+    plan = estimate_memory(cfg, batch // par.world, seq, overhead=overhead,
                            shards=par.world if mode == "fsdp" else 1)
     if par.is_main:
         Path(out).write_text(json.dumps({"step_s": statistics.median(seconds[WARM:]), "peaks": peaks,

@@ -11,7 +11,8 @@ import sys
 from ..config import PLACEMENTS, PRESETS, PRESET_ALIASES, SCRATCH_LR_FACTORS
 from ..device import default_preset
 from ..parallel.group import PARALLEL_MODES, process_rank
-from .advice import LEAN_MODES, NotEnoughMemory
+from .spec import LEAN_MODES
+from .stops import NotEnoughMemory, RunInterrupted
 
 
 class _Parser(argparse.ArgumentParser):
@@ -36,15 +37,16 @@ MAX_DOCS_HELP = "keep only the first N training documents of the corpus"
 WORKERS_HELP = "processes that tokenize when the token files are made (default: the CPU count, at most 8)"
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="python -m growlib", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+def _data_options(parser: argparse.ArgumentParser, default: str = "auto", help: str = DATA_HELP) -> None:
+    parser.add_argument("--data", default=default, help=help)
+    parser.add_argument("--max-docs", type=_positive_int, default=None, help=MAX_DOCS_HELP)
+    parser.add_argument("--workers", type=_positive_int, default=None, help=WORKERS_HELP)
 
+
+def _add_run(sub) -> None:
     run = sub.add_parser("run", help="train dense -> MoE -> grown, with the recipe's console output")
     run.add_argument("--preset", default=None, help=f"one of {sorted(PRESETS)} (aliases: {PRESET_ALIASES}; default: recipe on CUDA/MPS, cpu otherwise)")
-    run.add_argument("--data", default="auto", help=DATA_HELP)
-    run.add_argument("--max-docs", type=_positive_int, default=None, help=MAX_DOCS_HELP)
-    run.add_argument("--workers", type=_positive_int, default=None, help=WORKERS_HELP)
+    _data_options(run)
     run.add_argument("--steps", type=_positive_int, default=None, help="steps for every phase (overrides the preset)")
     run.add_argument("--out", default="checkpoints", help="output folder (default: checkpoints/)")
     run.add_argument("--device", default=None, help="cpu | cuda | mps (default: the best available)")
@@ -64,18 +66,19 @@ def build_parser() -> argparse.ArgumentParser:
                           "(replicated)")
     run.add_argument("--overwrite", action="store_true", help="replace a run already in --out")
 
+
+def _add_prepare_and_budget(sub) -> None:
     prep = sub.add_parser("prepare", help="tokenize a corpus once into token files under data/cache (run reuses them)")
     prep.add_argument("--preset", default="cpu", help=f"whose tokenizer (vocabulary size): one of {sorted(PRESETS)}")
-    prep.add_argument("--data", default="auto", help=DATA_HELP)
-    prep.add_argument("--max-docs", type=_positive_int, default=None, help=MAX_DOCS_HELP)
-    prep.add_argument("--workers", type=_positive_int, default=None, help=WORKERS_HELP)
+    _data_options(prep)
     prep.add_argument("--json", default=None, help="write tokens, tokens_per_second and peak_rss_gb to this JSON file")
-
     budget = sub.add_parser("budget", help="parameter table of every phase (meta device: instant)")
     budget.add_argument("--preset", default="recipe")
     budget.add_argument("--scale-factor", type=float, default=None)
     budget.add_argument("--extra-layers", type=int, default=None)
 
+
+def _add_compare(sub) -> None:
     comp = sub.add_parser("compare", help="growth against its baselines (from scratch, small model trained on), "
                                            "measured in FLOPs over several seeds")
     comp.add_argument("--preset", default="compare")
@@ -92,6 +95,13 @@ def build_parser() -> argparse.ArgumentParser:
     comp.add_argument("--json", default=None, help="write curves and savings to this JSON file "
                                                    "(results/compare_bundled.json is the committed one)")
 
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="python -m growlib", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    _add_run(sub)
+    _add_prepare_and_budget(sub)
+    _add_compare(sub)
     bench = sub.add_parser("bench", help="benchmarks (figures, not tests)")
     bench.add_argument("which", nargs="?", default="all", choices=["all", "peak", "steps", "moe", "grow", "memory", "dist"])
     bench.add_argument("--json", default=None, help="also write the figures to this JSON file")
@@ -107,51 +117,63 @@ def _resume_command(argv: list[str] | None, lean: bool = False) -> str:
     return f"python -m growlib {' '.join(words)} --resume"
 
 
+def run_spec(args: argparse.Namespace):
+    """The one :class:`~growlib.harness.spec.RunSpec` of ``python -m growlib run``, from its options."""
+    from .spec import RunSpec
+
+    growth = {k: v for k, v in (("scale_factor", args.scale_factor), ("extra_layers", args.extra_layers),
+                                ("placement", args.placement)) if v is not None}
+    return RunSpec.build(args.preset or default_preset(args.device), data=args.data, steps=args.steps, growth=growth,
+                         max_docs=args.max_docs, device=args.device, out=args.out, lean=args.lean,
+                         compile=args.compile, checkpoint_every=args.checkpoint_every or 0, parallel=args.parallel,
+                         workers=args.workers)
+
+
+def _run(args: argparse.Namespace, argv: list[str] | None) -> int:
+    from pathlib import Path
+
+    from .checkpoints.pointer import out_dir_has_run
+    from .pipeline import run
+
+    try:
+        run(run_spec(args), resume=args.resume, overwrite=args.overwrite)
+    except RunInterrupted as stop:
+        print(f"\ninterrupted in phase {stop.phase} before step {stop.next_step}; a checkpoint is in "
+              f"{args.out}. Continue with the same options plus --resume:\n"
+              f"  {_resume_command(argv)}", file=sys.stderr)
+        return 130
+    except NotEnoughMemory as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        if Path(args.out).is_dir() and out_dir_has_run(Path(args.out)):  # stopped mid-run: say how to go on
+            print(f"what is trained so far is saved in {args.out}; continue with:\n  "
+                  f"{_resume_command(argv, lean=True)}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def _dispatch(args: argparse.Namespace, argv: list[str] | None) -> int:
+    if args.command == "run":
+        return _run(args, argv)
+    if args.command == "prepare":
+        from .prepare import prepare_command
+        prepare_command(args.preset, args.data, args.max_docs, args.workers, args.json)
+    elif args.command == "budget":
+        from ..budget import print_budget
+        print_budget(args.preset, args.scale_factor, args.extra_layers)
+    elif args.command == "compare":
+        from .compare import compare
+        compare(args.preset, args.data, tuple(args.seeds), args.eval_every, args.ablations, args.steps, args.json,
+                args.token_budget, args.upcycling, tuple(args.lr_factors))
+    elif args.command == "bench":
+        from .bench import run_bench
+        run_bench(args.which, args.json)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        if args.command == "run":
-            from ..train import RunInterrupted
-            from .pipeline import run
-            from .resume import out_dir_has_run
-
-            growth = {k: v for k, v in (("scale_factor", args.scale_factor), ("extra_layers", args.extra_layers),
-                                        ("placement", args.placement)) if v is not None}
-            try:
-                run(preset=args.preset or default_preset(args.device), data=args.data, steps=args.steps,
-                    out=args.out, device=args.device, growth=growth, resume=args.resume, overwrite=args.overwrite,
-                    checkpoint_every=args.checkpoint_every or 0, lean=args.lean,
-                    compile=args.compile, max_docs=args.max_docs, workers=args.workers, parallel=args.parallel)
-            except RunInterrupted as stop:
-                print(f"\ninterrupted in phase {stop.phase} before step {stop.next_step}; a checkpoint is in "
-                      f"{args.out}. Continue with the same options plus --resume:\n"
-                      f"  {_resume_command(argv)}", file=sys.stderr)
-                return 130
-            except NotEnoughMemory as exc:
-                from pathlib import Path
-
-                print(f"error: {exc}", file=sys.stderr)
-                if Path(args.out).is_dir() and out_dir_has_run(Path(args.out)):  # stopped mid-run: say how to go on
-                    print(f"what is trained so far is saved in {args.out}; continue with:\n  "
-                          f"{_resume_command(argv, lean=True)}", file=sys.stderr)
-                return 2
-        elif args.command == "prepare":
-            from .prepare import prepare_command
-
-            prepare_command(args.preset, args.data, args.max_docs, args.workers, args.json)
-        elif args.command == "budget":
-            from ..budget import print_budget
-
-            print_budget(args.preset, args.scale_factor, args.extra_layers)
-        elif args.command == "compare":
-            from .compare import compare
-
-            compare(args.preset, args.data, tuple(args.seeds), args.eval_every, args.ablations, args.steps, args.json,
-                    args.token_budget, args.upcycling, tuple(args.lr_factors))
-        elif args.command == "bench":
-            from .bench import run_bench
-
-            run_bench(args.which, args.json)
+        return _dispatch(args, argv)
     except ValueError as exc:  # every input error of growlib is a ValueError with a full sentence
         if process_rank() == 0:  # under torchrun every process refuses; one says why
             print(f"error: {exc}", file=sys.stderr)
@@ -159,4 +181,3 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("\ninterrupted", file=sys.stderr)
         return 130
-    return 0

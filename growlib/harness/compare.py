@@ -13,7 +13,7 @@ validation batches, for each random seed:
 Every baseline has its own warm-up and cosine decay over its own length. FLOPs
 per step come from :func:`growlib.accounting.training_flops_per_token` (forward +
 backward, active parameters, attention and the output head); savings are
-defined in :mod:`growlib.harness.compare_stats`.
+defined in :mod:`growlib.curves`.
 
 Optional, per seed: ``ablations`` re-run phase 3 from the same phase-2 model
 with each growth variant; ``upcycling`` re-runs phase 2 from the same dense
@@ -32,17 +32,20 @@ from pathlib import Path
 from ..accounting import training_flops_per_token
 from ..budget import phase_configs
 from ..config import SCRATCH_LR_FACTORS, get_preset
+from ..curves import Curve, CurveKind, curves_over_seeds, percent, saving, separated, spread
 from ..grow import depth_plan, grow
 from ..model import GPT, build_model
-from ..train import PhaseHooks, PhaseSchedule, evaluate, train_phase
+from ..train import PhaseSpec, evaluate
 from ..upcycle import upcycle
-from .compare_stats import Curve, curves_over_seeds, percent, saving, separated, spread
+from .history import History
 from .paths import RESULTS_DIR
-from .pipeline import open_session, phase1, phase2, phase3
-from .records import CurveKind
+from .phases import PHASES, first_model, transition
+from .pipeline import open_session
 from .session import Session
+from .spec import RunSpec
+from .trainer import PhaseTrainer, ValidationCurve
 
-__all__ = ["Curve", "saving", "compare", "compare_one", "load_results", "RESULTS_DIR"]
+__all__ = ["compare", "compare_one", "load_results", "RESULTS_DIR"]
 
 TRAIN_FIT_STREAM = 99  # fixed training batches, evaluated like the validation ones: the train/validation gap
 
@@ -73,29 +76,28 @@ class _Costs:
 
 
 def _step_flops(s: Session, cfg) -> float:
-    t = s.config.train
+    t = s.spec.train
     return float(training_flops_per_token(cfg, t.seq_len) * t.batch_size * t.seq_len)
 
 
 def _costs(s: Session, cfgs: dict) -> _Costs:
-    t = s.config.train
+    t = s.spec.train
     step = {p: _step_flops(s, c) for p, c in cfgs.items()}
     before = {1: 0.0, 2: t.steps_phase1 * step[1]}
     before[3] = before[2] + t.steps_phase2 * step[2]
     return _Costs(step, before, before[3] + t.steps_phase3 * step[3])
 
 
-def _train_curve(s: Session, model: GPT, schedule: PhaseSchedule, curve: Curve, flops0: float, step_flops: float,
-                 train=None) -> None:
-    """Train ``model`` over ``schedule``, adding a point to ``curve`` every ``eval_every`` steps."""
-    hooks = PhaseHooks(on_eval=lambda done, v: curve.add(flops0 + done * step_flops, v), eval_every=s.hooks.eval_every)
-    train_phase(model, s.data, train or s.config.train, schedule, s.config.device, hooks=hooks,
-                val_batches=s.val_batches, verbose=False)
+def _train_curve(s: Session, model: GPT, spec: PhaseSpec, curve: Curve, flops0: float, step_flops: float,
+                 eval_every: int) -> None:
+    """Train ``model`` over ``spec``, adding a point to ``curve`` every ``eval_every`` steps (quietly)."""
+    points = ValidationCurve(eval_every, lambda done, v: curve.add(flops0 + done * step_flops, v))
+    PhaseTrainer(s, curve=points, history=History(None), verbose=False).train(model, spec)
 
 
 def _train_fit_batches(s: Session) -> list:
     """Fixed training batches, as many as the validation ones: each path's loss on them is its fit."""
-    t = s.config.train
+    t = s.spec.train
     return [s.data.train_batch(t.batch_size, t.seed, TRAIN_FIT_STREAM, i) for i in range(t.eval_batches)]
 
 
@@ -103,126 +105,146 @@ def _fixed_steps(flops: float, step_flops: float) -> int:
     return max(1, round(flops / step_flops))
 
 
+def _session(preset: str, data: str, seed: int, steps: int | None, token_budget: int | None) -> Session:
+    """A quiet session with no output folder, for one seed (and a token budget, if asked)."""
+    spec = RunSpec.build(preset, data=data, steps=steps, out=None, verbose=False)
+    train = dataclasses.replace(spec.train, seed=seed)
+    return open_session(dataclasses.replace(spec, train=train.with_token_budget(token_budget) if token_budget
+                                            else train))
+
+
+def _grown_path(s: Session, costs: _Costs, eval_every: int) -> tuple[Curve, list[GPT]]:
+    """(i): the recipe's phases in turn, each trained with its own schedule; the curve and each phase's model."""
+    curve, models, model = Curve(CurveKind.GROWN.label), [], None
+    curve.add(0.0, s.eval(build_model(s.spec.model, seed=s.spec.train.seed)))
+    for phase in PHASES:
+        p = phase.number
+        model = first_model(s) if phase.transition is None else transition(s, phase, model)
+        _train_curve(s, model, s.phase_spec(p), curve, costs.before[p], costs.step[p], eval_every)
+        models.append(model)
+    return curve, models
+
+
 def compare_one(preset: str, data: str, seed: int, eval_every: int, steps: int | None = None,
                 token_budget: int | None = None, scratch_lrs: tuple[float, ...] | None = None,
                 ablations: bool = False, upcycling: bool = False) -> dict:
     """Every path for one random seed; ``scratch_lrs`` the learning rates tried for (ii)."""
     started = time.perf_counter()
-    s = open_session(preset, data=data, steps=steps, out=None, verbose=False)
-    train = dataclasses.replace(s.config.train, seed=seed)
-    s.config = dataclasses.replace(s.config, train=train.with_token_budget(token_budget) if token_budget else train)
-    s.hooks.eval_every = eval_every
-    t = s.config.train
-    cfgs = phase_configs(s.config.preset.model, s.config.growth)  # dense, MoE, grown
+    s = _session(preset, data, seed, steps, token_budget)
+    cfgs = phase_configs(s.spec.model, s.spec.growth)  # dense, MoE, grown
     costs = _costs(s, cfgs)
-    grown = Curve(CurveKind.GROWN.label)
-    s.hooks.on_eval = lambda phase, done, v: grown.add(costs.before[phase] + done * costs.step[phase], v)
-    grown.add(0.0, s.eval(build_model(cfgs[1], seed=seed)))
-    dense = phase1(s)
-    dense_copy = copy.deepcopy(dense)
-    moe = phase2(s, dense)
-    moe_final = copy.deepcopy(moe) if ablations else None
-    big = phase3(s, moe)
+    grown, (dense, moe, big) = _grown_path(s, costs, eval_every)
     fit_batches = _train_fit_batches(s)
-    fit = {CurveKind.GROWN.label: evaluate(big, fit_batches, s.config.device)}
-    del big, moe
-
-    sweep = []
-    for lr in scratch_lrs or (t.lr_phase1,):
-        curve, model = _from_scratch(s, cfgs[3], seed, costs.total, costs.step[3], lr, CurveKind.SCRATCH.label)
-        sweep.append({"lr": lr, "final_val": curve.val[-1], "curve": curve.to_json(),
-                      "train_fit": evaluate(model, fit_batches, s.config.device)})
-        del model
-    best = min(sweep, key=lambda r: r["final_val"])
-    scratch = Curve(CurveKind.SCRATCH.label, *best["curve"].values())
-    fit[scratch.label] = best["train_fit"]
-    small, model = _from_scratch(s, cfgs[1], seed, costs.total, costs.step[1], t.lr_phase1, CurveKind.SMALL.label)
-    fit[small.label] = evaluate(model, fit_batches, s.config.device)
-    dense_more = _dense_continued(s, copy.deepcopy(dense_copy), grown, costs)
-    moe_part = grown.between(costs.before[2], costs.before[3]).shifted(costs.before[2])
-    moe_part.label = CurveKind.UPCYCLED_MOE.label
-    dense_part = dense_more.shifted(costs.before[2])
-    result = {"seed": seed, "total_flops": costs.total,
-              "curves": {c.label: c.to_json() for c in (grown, scratch, small, dense_more)},
-              "scratch_lr": best["lr"], "scratch_lr_sweep": sweep,
-              "saving_grown_vs_scratch": saving(grown, scratch), "saving_grown_vs_small": saving(grown, small),
-              "saving_moe_vs_dense": saving(moe_part, dense_part),
-              "final_val": {"grown": grown.val[-1], "scratch": scratch.val[-1], "small": small.val[-1],
-                            "moe": moe_part.val[-1], "dense_continued": dense_more.val[-1]},
-              "train_fit": fit,
-              "steps": [t.steps_phase1, t.steps_phase2, t.steps_phase3],
-              "phase_start_flops": [0.0, costs.before[2], costs.before[3]]}
+    fit = {CurveKind.GROWN.label: evaluate(big, fit_batches, s.device)}
+    del big
+    result = _baselines(s, cfgs, costs, grown, dense, fit, fit_batches, scratch_lrs, eval_every)
     result["paths_seconds"] = time.perf_counter() - started
     if upcycling:
-        result["upcycling"] = _upcycling(s, dense_copy, seed, dense_part)
+        result["upcycling"] = _upcycling(s, dense, seed, result.pop("_dense_part"), eval_every)
+    result.pop("_dense_part", None)
     if ablations:
-        result["ablations"] = _ablations(s, moe_final, seed, costs, grown.val[-1])
+        result["ablations"] = _ablations(s, moe, seed, costs, grown.val[-1], eval_every)
     result["seconds"] = time.perf_counter() - started
     result["variant_seconds"] = result["seconds"] - result["paths_seconds"]
     return result
 
 
-def _from_scratch(s: Session, cfg, seed: int, flops: float, step_flops: float, lr: float,
-                  label: str) -> tuple[Curve, GPT]:
+def _scratch_sweep(s: Session, cfg, costs: _Costs, lrs: tuple[float, ...], fit_batches: list,
+                   eval_every: int) -> list[dict]:
+    """(ii) at each learning rate of ``lrs``: its curve, final loss and fit."""
+    sweep = []
+    for lr in lrs:
+        curve, model = _from_scratch(s, cfg, costs.total, costs.step[3], lr, CurveKind.SCRATCH.label, eval_every)
+        sweep.append({"lr": lr, "final_val": curve.val[-1], "curve": curve.to_json(),
+                      "train_fit": evaluate(model, fit_batches, s.device)})
+    return sweep
+
+
+def _baselines(s: Session, cfgs: dict, costs: _Costs, grown: Curve, dense: GPT, fit: dict, fit_batches: list,
+               scratch_lrs: tuple[float, ...] | None, eval_every: int) -> dict:
+    """(ii)-(iv) against the grown path's curve ``grown``; the per-seed result."""
+    t = s.spec.train
+    sweep = _scratch_sweep(s, cfgs[3], costs, scratch_lrs or (t.lr_phase1,), fit_batches, eval_every)
+    best = min(sweep, key=lambda r: r["final_val"])
+    scratch = Curve(CurveKind.SCRATCH.label, *best["curve"].values())
+    fit[scratch.label] = best["train_fit"]
+    small, model = _from_scratch(s, cfgs[1], costs.total, costs.step[1], t.lr_phase1, CurveKind.SMALL.label,
+                                 eval_every)
+    fit[small.label] = evaluate(model, fit_batches, s.device)
+    dense_more = _dense_continued(s, copy.deepcopy(dense), grown, costs, eval_every)
+    moe_part = grown.between(costs.before[2], costs.before[3]).shifted(costs.before[2])
+    moe_part.label = CurveKind.UPCYCLED_MOE.label
+    dense_part = dense_more.shifted(costs.before[2])
+    return {"seed": t.seed, "total_flops": costs.total,
+            "curves": {c.label: c.to_json() for c in (grown, scratch, small, dense_more)},
+            "scratch_lr": best["lr"], "scratch_lr_sweep": sweep,
+            "saving_grown_vs_scratch": saving(grown, scratch), "saving_grown_vs_small": saving(grown, small),
+            "saving_moe_vs_dense": saving(moe_part, dense_part),
+            "final_val": {"grown": grown.val[-1], "scratch": scratch.val[-1], "small": small.val[-1],
+                          "moe": moe_part.val[-1], "dense_continued": dense_more.val[-1]},
+            "train_fit": fit, "steps": [t.steps_phase1, t.steps_phase2, t.steps_phase3],
+            "phase_start_flops": [0.0, costs.before[2], costs.before[3]], "_dense_part": dense_part}
+
+
+def _from_scratch(s: Session, cfg, flops: float, step_flops: float, lr: float, label: str,
+                  eval_every: int) -> tuple[Curve, GPT]:
     """A model of ``cfg`` trained from its initialisation for ``flops``, one warm-up and decay over all of it."""
     curve = Curve(label)
-    model = build_model(cfg, seed=seed)
+    model = build_model(cfg, seed=s.spec.train.seed)
     curve.add(0.0, s.eval(model))
-    schedule = PhaseSchedule.of(s.config.train, 1).with_length(_fixed_steps(flops, step_flops), lr)
-    _train_curve(s, model, schedule, curve, 0.0, step_flops)
+    spec = s.spec.phase(1).with_length(_fixed_steps(flops, step_flops), lr)
+    _train_curve(s, model, spec, curve, 0.0, step_flops, eval_every)
     return curve, model
 
 
-def _dense_continued(s: Session, dense: GPT, grown: Curve, costs: _Costs) -> Curve:
+def _dense_continued(s: Session, dense: GPT, grown: Curve, costs: _Costs, eval_every: int) -> Curve:
     """(iv) the dense model trained on for phase 2's FLOPs, on phase 2's batches and learning rate."""
     curve = Curve(CurveKind.DENSE_CONTINUED.label)
     curve.add(costs.before[2], grown.between(0.0, costs.before[2]).val[-1])
-    t = s.config.train
+    t = s.spec.train
     steps = _fixed_steps(t.steps_phase2 * costs.step[2], costs.step[1])
-    _train_curve(s, dense, PhaseSchedule.of(t, 2).with_length(steps, t.lr_phase2), curve, costs.before[2],
-                 costs.step[1])
+    _train_curve(s, dense, s.spec.phase(2).with_length(steps, t.lr_phase2), curve, costs.before[2], costs.step[1],
+                 eval_every)
     return curve
 
 
-def _upcycling(s: Session, dense: GPT, seed: int, dense_part: Curve) -> dict:
+def _upcycling(s: Session, dense: GPT, seed: int, dense_part: Curve, eval_every: int) -> dict:
     """Phase 2 again from the same dense model, once per upcycling choice, against the dense model continued."""
     out = {}
-    t, g = s.config.train, s.config.growth
+    g = s.spec.growth
     for name, change in UPCYCLING.items():
         moe = upcycle(dense, g.n_experts, change.get("top_k", g.top_k), router_std=change.get("router_std", 0.02),
                       seed=seed)
-        train = dataclasses.replace(t, aux_loss_coef=change.get("aux_loss_coef", t.aux_loss_coef))
-        schedule = PhaseSchedule.of(t, 2)
+        spec = dataclasses.replace(s.spec.phase(2), balance_coef=change.get("aux_loss_coef",
+                                                                            s.spec.train.aux_loss_coef))
         if change.get("continue_schedule"):  # where phase 1's schedule ended, no warm-up, decaying from there
-            schedule = dataclasses.replace(schedule, peak_lr=t.lr_phase1 * t.min_lr_ratio, warmup=0)
-        step = _step_flops(s, moe.cfg)
+            spec = dataclasses.replace(spec, peak_lr=s.spec.train.lr_phase1 * spec.min_lr_ratio, warmup=0)
         c = Curve(name)
         c.add(0.0, s.eval(moe))
-        _train_curve(s, moe, schedule, c, 0.0, step, train)
+        _train_curve(s, moe, spec, c, 0.0, _step_flops(s, moe.cfg), eval_every)
         out[name] = {**c.to_json(), "final_val": c.val[-1], "saving_vs_dense": saving(c, dense_part)}
     return out
 
 
-def _ablations(s: Session, moe_final: GPT, seed: int, costs: _Costs, recipe_final: float) -> dict:
+def _ablations(s: Session, moe_final: GPT, seed: int, costs: _Costs, recipe_final: float, eval_every: int) -> dict:
     """Phase 3 again from the same phase-2 model, once per variant with its own layer plan."""
     out: dict = {}
     plans = {}  # (everything but the placement, layer plan) -> the ablation that ran it
-    t, n_layers = s.config.train, moe_final.cfg.n_layers
+    n_layers = moe_final.cfg.n_layers
     for name, change in ABLATIONS.items():
         preserve = change.get("preserve", True)
-        g = dataclasses.replace(s.config.growth, **{k: v for k, v in change.items() if k != "preserve"})
+        g = dataclasses.replace(s.spec.growth, **{k: v for k, v in change.items() if k != "preserve"})
         key = (preserve, g.scale_factor, g.noise, tuple(depth_plan(n_layers, g.extra_layers, g.placement)))
         if key in plans:  # the same model would be trained again, step for step
             out[name] = {**out[plans[key]], "same_as": plans[key]}
             continue
         plans[key] = name
-        model = grow(copy.deepcopy(moe_final), g.scale_factor, g.extra_layers, where=g.placement,
+        model = grow(moe_final, g.scale_factor, g.extra_layers, where=g.placement,
                      noise=g.noise, preserve=preserve, seed=seed, verbose=False)
         c = Curve(name)
         c.add(costs.before[3], s.eval(model))
-        _train_curve(s, model, PhaseSchedule.of(t, 3), c, costs.before[3], _step_flops(s, model.cfg))
-        out[name] = {**c.to_json(), "final_val": c.val[-1], "start_val": c.val[0], "recipe_final_val": recipe_final,
-                     "seed_growth_final_val": recipe_final}  # the older key, kept for scripts that read it
+        _train_curve(s, model, s.spec.phase(3), c, costs.before[3], _step_flops(s, model.cfg), eval_every)
+        out[name] = {**c.to_json(), "final_val": c.val[-1], "start_val": c.val[0], "recipe_final_val": recipe_final}
     return out
 
 
@@ -245,11 +267,7 @@ def where_grown_path_reaches(result: dict, run: dict, baseline: str = CurveKind.
     f = grown.reach(base["val"][-1])
     starts = phase_start_flops(result, run)
     phase = None if f is None else max(i + 1 for i, start in enumerate(starts) if f >= start)
-    return {"flops": f, "phase": phase, "baseline_flops": base["flops"][-1], "scratch_flops": base["flops"][-1],
-            "phase_start_flops": starts}
-
-
-where_grown_path_reaches_scratch = where_grown_path_reaches  # the earlier name
+    return {"flops": f, "phase": phase, "baseline_flops": base["flops"][-1], "phase_start_flops": starts}
 
 
 def _variants_over_seeds(runs: list[dict], key: str, fields: tuple[str, ...]) -> dict:
@@ -319,8 +337,7 @@ def compare(preset: str = "compare", data: str = "world", seeds: tuple[int, ...]
            if token_budget is None else token_budget,
            "scratch_lr_sweep": [{"lr": r["lr"], "final_val": r["final_val"]} for r in runs[0]["scratch_lr_sweep"]],
            "scratch_lr": best_lr, "scratch_lr_at_sweep_edge": _at_edge(best_lr, runs[0]["scratch_lr_sweep"]),
-           **summary,
-           "summary": _older_summary(runs), "runs": runs, "seconds": seconds}
+           **summary, "runs": runs, "seconds": seconds}
     _report(out)
     if json_path:
         with open(json_path, "w") as f:
@@ -333,15 +350,6 @@ def _at_edge(lr: float, sweep: list[dict]) -> bool:
     """Whether the best learning rate is the sweep's smallest or largest (the optimum may lie beyond)."""
     tried = [r["lr"] for r in sweep]
     return len(tried) > 1 and lr in (min(tried), max(tried))
-
-
-def _older_summary(runs: list[dict]) -> dict:
-    """The summary's earlier keys (fractions), kept for scripts that read them."""
-    out = {}
-    for key in ("saving_grown_vs_scratch", "saving_moe_vs_dense", "saving_grown_vs_small"):
-        vals = [r[key] for r in runs]
-        out[key] = {**spread(vals), "min": min(vals), "max": max(vals)}
-    return out
 
 
 def _report_seed(r: dict) -> None:

@@ -1,13 +1,21 @@
-"""The recipe's console format: phase banners and the BOUNDARY SUMMARY.
+"""The recipe's console format: phase banners, step lines, the BOUNDARY SUMMARY.
 
-The banners and the summary are built here (the step line is
-:func:`growlib.train.step_line`), so the notebooks, the command and the layout
-test share one definition.
+Everything a run prints is built here, so the notebooks, the command and the layout test
+share one definition. :class:`PhaseLog` is the console side of a phase (its step lines,
+above a progress bar in a terminal, spike warnings, throughput) and writes each logged
+step into the run's history.
 """
 
 from __future__ import annotations
 
-from ..accounting import ParamReport
+import sys
+
+from ..accounting import ParamReport, training_flops_per_token
+from ..device import accelerator_peak_flops
+from ..model import GPT
+from ..parallel.group import SINGLE, Parallel
+from ..train import PhaseSpec, TrainedStep, is_spike
+from .history import History, PhaseResult
 from .records import BoundaryFigures
 
 WIDTH = 60
@@ -64,3 +72,71 @@ def boundary_summary(figures: BoundaryFigures) -> str:
                          "  ← same validation batches, start to end of the phase")
     lines.append(DOUBLE)
     return "\n".join(lines)
+
+
+def step_line(step: int, loss: float, elapsed: float) -> str:
+    """The recipe's step line: ``  step   10 | loss 6.1234 | 12.3s``."""
+    return f"  step {step:4d} | loss {loss:.4f} | {elapsed:.1f}s"
+
+
+class PhaseLog:
+    """The console and the history of one phase: every ``log_every`` steps a line and a record.
+
+    ``verbose`` False prints nothing (compare's paths, other ranks) but still writes the history.
+    Across processes every process calls :meth:`after_step` (the router's entropy is averaged
+    over them at each logged step); rank 0 alone prints and holds a history file.
+    """
+
+    def __init__(self, spec: PhaseSpec, history: History, result: PhaseResult, verbose: bool = True,
+                 par: Parallel = SINGLE) -> None:
+        self.spec, self.history, self.result, self.verbose, self.par = spec, history, result, verbose, par
+        self.bar = None
+        if verbose and sys.stdout.isatty():
+            from tqdm import tqdm
+            self.bar = tqdm(total=spec.steps, leave=False, desc=f"phase {spec.phase}")
+
+    def say(self, text: str) -> None:
+        if self.bar is not None:
+            self.bar.write(text)
+        elif self.verbose:
+            print(text)
+
+    def after_step(self, s: TrainedStep) -> None:
+        """Tick the bar; at a logged step (and the last), its line, a spike warning, its history record."""
+        if self.bar is not None:
+            self.bar.update(1)
+        if s.step % self.spec.log_every and s.step != self.spec.steps - 1:
+            return
+        r = s.result
+        self.say(step_line(s.step, r.loss, s.seconds))
+        lowest = min(self.result.losses, default=None)
+        if is_spike(r.loss, lowest, s.step, self.spec.warmup):  # this phase's own warm-up
+            self.say(f"  ⚠️  loss spike at step {s.step}: {r.loss:.4f} (lowest logged in this phase "
+                     f"{lowest:.4f}); if it repeats, lower the learning rate")
+        self.history.append(self._record(s))
+        self.result.steps.append(s.step)
+        self.result.losses.append(r.loss)
+
+    def _record(self, s: TrainedStep) -> dict:
+        r = s.result
+        record = {"phase": self.spec.phase, "step": s.step, "loss": r.loss, "lr": s.lr, "tokens": s.tokens,
+                  "elapsed": round(s.seconds, 3)}
+        if r.balance is not None:
+            entropy = self.par.average(r.router_entropy)  # [layers]
+            record.update(aux_loss=r.balance, z_loss=r.z, expert_tokens=r.expert_counts.tolist(),
+                          router_entropy=[round(v, 5) for v in entropy.tolist()])
+        return record
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+    def throughput(self, model: GPT, tokens: int, seconds: float, device: str) -> None:
+        """Tokens per second, FLOP/s and, on a GPU whose peak is known, the MFU."""
+        if tokens <= 0 or seconds <= 0:
+            return
+        tok_s = tokens / seconds
+        flops_s = tok_s * training_flops_per_token(model.cfg, self.spec.seq_len)
+        peak = accelerator_peak_flops(device)
+        mfu = f", MFU {100 * flops_s / peak:.1f}% of {peak / 1e12:.0f} TFLOP/s bf16" if peak else ""
+        self.say(f"  throughput: {tok_s:,.0f} tokens/s, {flops_s / 1e12:.3f} TFLOP/s{mfu}")

@@ -15,10 +15,12 @@ import torch
 from ..checkpoint import checkpoint_exists, load_checkpoint
 from ..device import default_preset
 from ..model import GPT
-from ..train import PhaseResult
+from .history import PhaseResult
 from .paths import RUNS_DIR, run_name, shown_path, tinystories_sample
-from .pipeline import PHASE_CHECKPOINT, open_session, phase1, phase2, phase3
+from .phases import PHASE_CHECKPOINT, phase1, phase2, phase3
+from .pipeline import open_session
 from .session import Session
+from .spec import RunSpec
 
 STEPS_VAR = "GROWLIB_STEPS"
 
@@ -44,26 +46,21 @@ def notebook_session(preset: str | None = None, data: str | None = None, verbose
     data = data or tinystories_sample() or "auto"
     steps = steps_override()
     out = RUNS_DIR / run_name(preset, steps, data)
-    s = open_session(preset, data=data, steps=steps, out=out, verbose=verbose, fresh_history=False)
+    s = open_session(RunSpec.build(preset, data=data, steps=steps, out=out, verbose=verbose), fresh_history=False)
     length = "full length" if steps is None else f"shortened to {steps} steps per phase by {STEPS_VAR}"
     corpus = s.data.source.label
-    s.say(f"[notebook] preset {preset!r} on {s.config.device}, {length}; checkpoints in {shown_path(out)}")
+    s.say(f"[notebook] preset {preset!r} on {s.device}, {length}; checkpoints in {shown_path(out)}")
     s.say(f"[notebook] corpus: {corpus}")
     return s
 
 
 def _restore(s: Session, phase: int, extra: dict) -> None:
+    """A loaded checkpoint's phase back into the session: its history records, result and boundary figures."""
     if phase in s.state.results:  # already trained or restored in this session
         return
-    r = PhaseResult(phase)
-    for rec in extra.get("history", []):
-        s.history.records.append(rec)
-        if "loss" in rec:
-            r.steps.append(rec["step"])
-            r.losses.append(rec["loss"])
-        if "eval_loss" in rec:
-            r.eval_loss = rec["eval_loss"]
-    s.state.results[phase] = r
+    records = extra.get("history", [])
+    s.history.records.extend(records)
+    s.state.results[phase] = PhaseResult.from_records(records, phase)
     s.state.figures.update(extra.get("boundary", {}))
 
 
@@ -73,12 +70,12 @@ def ensure_phase(s: Session, phase: int, previous: GPT | None = None) -> GPT:
     ``previous`` is the model of the phase before, if the notebook already has it;
     otherwise it is loaded or trained in turn.
     """
-    name, out = PHASE_CHECKPOINT[phase], s.config.out
+    name, out = PHASE_CHECKPOINT[phase], s.spec.how.out
     if out is not None and checkpoint_exists(out, name):
         for p in range(1, phase):  # earlier phases' curves and boundary figures
             if p not in s.state.results and checkpoint_exists(out, PHASE_CHECKPOINT[p]):
                 _restore(s, p, load_checkpoint(out, PHASE_CHECKPOINT[p])[1])
-        model, extra, _ = load_checkpoint(out, name, device=s.config.device)
+        model, extra, _ = load_checkpoint(out, name, device=s.device)
         _restore(s, phase, extra)
         s.say(f"[notebook] loaded phase {phase} from {shown_path(out / name)}.safetensors")
         return model
@@ -92,7 +89,7 @@ def ensure_phase(s: Session, phase: int, previous: GPT | None = None) -> GPT:
 
 def sample_text(model: GPT, s: Session, prompt: str = "Once upon a time", tokens: int = 60, seed: int = 0) -> str:
     """A sampled continuation of ``prompt`` (same seed, same text: the phases can be compared)."""
-    idx = s.data.encode(prompt)[None, :].to(s.config.device)
+    idx = s.data.encode(prompt)[None, :].to(s.device)
     gen = torch.Generator().manual_seed(seed)
     out = model.generate(idx, tokens, temperature=0.8, top_k=40, generator=gen)
     return s.data.decode(out[0].tolist())

@@ -6,9 +6,8 @@ import json
 from pathlib import Path
 
 from ..config import get_preset
+from ..data import open_corpus
 from ..sources import open_source
-from ..tokenfiles import prepare
-from ..tokenizer import load_tokenizer
 
 
 def prepare_command(preset: str, data: str, max_docs: int | None = None, workers: int | None = None,
@@ -17,9 +16,7 @@ def prepare_command(preset: str, data: str, max_docs: int | None = None, workers
     p = get_preset(preset)  # a bad preset or source fails before any tokenizing
     if json_path is not None and not Path(json_path).parent.is_dir():
         raise ValueError(f"--json {json_path!r}: its folder does not exist")
-    source = open_source(data, max_docs=max_docs)
-    tokenizer = load_tokenizer(source, p.model.vocab_size)
-    files, stats = prepare(source, tokenizer, workers=workers)
+    _, files, stats = open_corpus(open_source(data, max_docs=max_docs), p.model.vocab_size, workers)
     report = {"preset": p.name, "data": data, "folder": str(files.folder), "dtype": files.manifest["dtype"],
               "train_tokens": files.tokens("train"), "validation_tokens": files.tokens("validation"),
               **stats.to_json()}

@@ -1,4 +1,4 @@
-"""Typed records that cross modules: the figures around each phase boundary, the comparison's curves.
+"""The figures around each phase boundary, as the BOUNDARY SUMMARY prints them and checkpoints store them.
 
 A run writes :class:`BoundaryFigures` into checkpoints and ``run_state.json`` as
 flat JSON (``p2_first``, ``val_after_3``, ...); those key names live only in
@@ -8,7 +8,6 @@ flat JSON (``p2_first``, ``val_after_3``, ...); those key names live only in
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
-from enum import Enum
 
 
 @dataclass
@@ -66,17 +65,3 @@ class BoundaryFigures:
             for name, key in _JSON_KEYS.items():
                 if key.format(p=p) in data:
                     setattr(figs, name, data[key.format(p=p)])
-
-
-class CurveKind(Enum):
-    """The paths ``growlib compare`` trains; each value is the label its curve is stored and drawn under."""
-
-    GROWN = "grown path (dense -> MoE -> grown)"
-    SCRATCH = "grown architecture from scratch"
-    SMALL = "small dense model trained on"
-    DENSE_CONTINUED = "dense, continued"
-    UPCYCLED_MOE = "upcycled MoE"
-
-    @property
-    def label(self) -> str:
-        return self.value

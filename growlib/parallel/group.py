@@ -7,7 +7,6 @@ training loop reads the same with one process or many.
 from __future__ import annotations
 
 import os
-from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
@@ -96,23 +95,6 @@ class Parallel:
 
     def _collective_device(self) -> str:
         return self.device if self.device.startswith("cuda") else "cpu"
-
-    # the model, spread over the processes (growlib.parallel.sharding, imported inside each
-    # method because sharding imports this module)
-
-    def distribute(self, full):
-        from .sharding import distribute
-        return distribute(full, self)
-
-    def gather(self, model):
-        from .sharding import gather
-        return gather(model, self)
-
-    @contextmanager
-    def training(self, model):
-        from .sharding import training
-        with training(model, self) as net:
-            yield net
 
 
 SINGLE = Parallel()

@@ -16,7 +16,7 @@ from ..grow import grow
 from ..model import build_model
 from ..upcycle import upcycle
 from .group import from_torchrun, leave
-from .sharding import local_shapes
+from .sharding import distribute, gather, local_shapes
 
 SHOWN = ("tok_emb.weight", "blocks.0.attn.q.weight", "blocks.0.mlp.w_in", "blocks.0.mlp.router.weight")
 
@@ -37,11 +37,11 @@ def main(preset: str = "tiny") -> None:
     par = from_torchrun("fsdp", "cpu")
     p = get_preset(preset)
     moe = upcycle(build_model(p.model, seed=0), p.growth.n_experts, p.growth.top_k, seed=0) if par.is_main else None
-    moe = par.distribute(moe)
+    moe = distribute(moe, par)
     _say_in_rank_order(par, "MoE", moe)
-    full = par.gather(moe)  # rank 0: the whole model; the other ranks: None
+    full = gather(moe, par)  # rank 0: the whole model; the other ranks: None
     grown = grow(full, p.growth.scale_factor, p.growth.extra_layers, seed=0, verbose=False) if par.is_main else None
-    grown = par.distribute(grown)
+    grown = distribute(grown, par)
     _say_in_rank_order(par, "grown MoE", grown)
     leave(par)
 

@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-from growlib.harness.allocator import _libc
+from growlib.harness.memory.heap import _libc
 
 # In a fresh process: "steps" that each make tensors of a few sizes (two of 64 MB), use them and
 # free them all, as a training step does with its activations; prints the minor page faults of
@@ -13,7 +13,7 @@ from growlib.harness.allocator import _libc
 # aligned allocation asks for a little more than the block it freed.)
 _PROBE = """
 import resource, sys, torch
-from growlib.harness.allocator import keep_freed_memory_for_reuse
+from growlib.harness.memory.heap import keep_freed_memory_for_reuse
 if sys.argv[1] == "keep":
     assert keep_freed_memory_for_reuse()
 def faults():
@@ -44,8 +44,8 @@ def test_kept_heap_serves_the_next_step_without_page_faults():
 # In a fresh process: a 16 MB tensor made, used and freed; prints the resident memory (MB) it left
 _RETURNED = """
 import sys, torch
-from growlib.harness.allocator import keep_freed_memory_for_reuse, map_large_blocks
-from growlib.harness.measure import current_rss
+from growlib.harness.memory.heap import keep_freed_memory_for_reuse, map_large_blocks
+from growlib.process_memory import current_rss
 assert (map_large_blocks() if sys.argv[1] == "map" else keep_freed_memory_for_reuse())
 before = current_rss()
 t = torch.empty(4 * 2**20).fill_(1.0)  # 16 MB

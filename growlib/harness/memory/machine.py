@@ -1,16 +1,19 @@
-"""Measuring memory: what this device can give, what the process holds, the peak of a phase.
+"""Reading the machine: what a device can give a run now, and a phase's measured peak.
 
-The estimates live in :mod:`growlib.memory`; this module reads the machine.
-``GROWLIB_MEMORY_BUDGET_GB`` overrides what the device can give (to try a
-smaller machine's plan, and in tests).
+The estimates live in :mod:`growlib.memory`, this process's own readings in
+:mod:`growlib.process_memory`. ``GROWLIB_MEMORY_BUDGET_GB`` overrides what the device can
+give (to see a smaller machine's plan, and in tests).
 """
 
 from __future__ import annotations
 
 import os
-import resource
 
 import torch
+
+from ...memory import Overhead
+from ...parallel.group import Parallel
+from ...process_memory import current_rss, lifetime_peak_rss
 
 BUDGET_VAR = "GROWLIB_MEMORY_BUDGET_GB"
 
@@ -63,11 +66,21 @@ def available_memory(device: str) -> float:
     return min(system_memory_bytes(), free + current_rss())
 
 
-def warm_up_runtime() -> None:
-    """One tiny training step, so the math libraries' own buffers count as runtime, not as the model."""
-    from ..config import ModelConfig
-    from ..model import build_model
-    from ..train import make_optimizer
+def available_to(par: Parallel, device: str) -> float:
+    """What one process of ``par`` may plan for: on a CPU, the processes on this machine share its memory."""
+    return available_memory(device) / par.memory_share(device)
+
+
+def runtime_overhead(heap_slack: bool) -> Overhead:
+    """What a CPU or MPS training process holds besides its tensors: measured after one tiny training step.
+
+    The step makes the math libraries allocate their own buffers first, so that they count as
+    the runtime's and not as the first phase's. ``heap_slack``: the C heap keeps freed blocks
+    (growlib.harness.memory.heap), which every plan then counts.
+    """
+    from ...config import ModelConfig
+    from ...model import build_model
+    from ...train import make_optimizer
 
     cfg = ModelConfig(vocab_size=64, d_model=32, n_layers=1, n_heads=2, d_mlp=64, max_seq_len=16)
     model = build_model(cfg)
@@ -75,17 +88,7 @@ def warm_up_runtime() -> None:
     x = torch.randint(0, 64, (2, 16))
     model(x, x).backward()
     opt.step()
-
-
-def current_rss() -> float:
-    """Resident memory of this process now, in bytes (Linux)."""
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-
-
-def minor_page_faults() -> int:
-    """Fresh pages this process has touched so far (minor page faults; each one a page the kernel zeroed)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    return Overhead(runtime=current_rss(), heap_slack=heap_slack)
 
 
 def reset_peak(device: str) -> None:
@@ -113,4 +116,4 @@ def measured_peak(device: str) -> tuple[float, str]:
                     return float(line.split()[1]) * 1024, "peak RSS"
     except OSError:
         pass
-    return float(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024, "peak RSS (process lifetime)"
+    return lifetime_peak_rss(), "peak RSS (process lifetime)"

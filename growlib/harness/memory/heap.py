@@ -4,25 +4,24 @@ PyTorch takes CPU tensors from the C library's ``malloc``. glibc serves a reques
 heap, or, above a threshold, with a fresh ``mmap`` that ``free`` unmaps. The threshold moves:
 after a mapped block is freed it rises to that block's size (at most 32 MiB), so most of a
 step's tensors end up in the heap, where a freed block stays resident and is reused only by a
-request it can hold. Blocks over 32 MiB (the recipe's expert gradients, 88 MB each; the
-activations of its wide layers) are mapped afresh at every step, and the kernel zeroes each
-page again at its first touch: 2.4-4 GB of page faults per step of the recipe's MoE.
+request it can hold. Blocks over 32 MiB (the recipe's expert gradients; the activations of its
+wide layers) are mapped afresh at every step, and the kernel zeroes each page again at its
+first touch: gigabytes of page faults per step of the recipe's MoE.
 
 :func:`keep_freed_memory_for_reuse` makes the heap take every block (``M_MMAP_MAX = 0``) and
-keep what is freed (``M_TRIM_THRESHOLD`` high): from the second step on a step reuses the pages
-of the step before and faults none. The price is the heap's slack, freed blocks that no request
-of the next step fits, which the memory plan counts (``growlib.memory.HEAP_SLACK``). Between
-phases :func:`release_freed_memory` hands every free page back to the system.
+keep what is freed (``M_TRIM_THRESHOLD`` high): once the heap has settled, a step reuses the
+pages of the step before and faults none. The price is the heap's slack, freed blocks that no
+request of the next step fits, which the memory plan counts (``growlib.memory.HEAP_SLACK``).
+Between phases :func:`release_freed_memory` hands every free page back to the system.
 
 An FSDP process (growlib.parallel) allocates and frees its blocks' gathered weights and their
 gradients' reduce buffers at every step, between activations that live longer; kept in the heap
-they fragment it step after step (the cpu preset's grown MoE on 2 processes: 1.04 GB after the
-first step, 1.68 GB after the tenth, still climbing, while the live tensors peak at 0.91 GB).
-:func:`map_large_blocks` maps every block over 4 MiB instead: 1.06-1.09 GB over ten steps, at
-4.1 s a step against 3.3-3.6 s (page faults again, for blocks this size and up).
+they fragment it step after step, and the process's memory climbs while its live tensors do
+not. :func:`map_large_blocks` maps every block over 4 MiB instead (page faults again, for blocks
+this size and up, in exchange for a peak that stays put).
 
 Only glibc (Linux) has these controls; elsewhere both functions do nothing but collect garbage.
-``python -m growlib bench memory`` measures the peaks this gives.
+``python -m growlib bench memory`` measures the peaks this gives; docs/memory.md records them.
 """
 
 from __future__ import annotations
