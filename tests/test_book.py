@@ -196,6 +196,14 @@ def test_no_page_or_stylesheet_names_a_script_style_or_font_outside_the_site(sit
     assert not outside, "the site names resources outside itself:\n" + "\n".join(outside)
 
 
+def test_the_book_command_names_the_missing_build_script(tmp_path):
+    from growlib.harness.book import build_book
+
+    missing = tmp_path / "scripts" / "build_book.sh"
+    with pytest.raises(ValueError, match=re.escape(str(missing))):
+        build_book(missing)
+
+
 # ---- in the browser ----------------------------------------------------------------------------
 
 
