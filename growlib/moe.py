@@ -132,8 +132,10 @@ def grouped_mm_is_fast(dtype: torch.dtype, cuda_capability: tuple[int, int] | No
     The fused kernel (CUTLASS, aten/src/ATen/native/cuda/GroupMM.cu) runs only for bf16 on a GPU of
     compute capability 9.x or 10.x (``_grouped_mm_cuda`` in native/cuda/GroupedBlas.cpp). Anywhere
     else ``_grouped_mm_fallback`` (native/GroupedMMUtils.h) loops over the groups with one
-    ``mm_out`` each, reading every offset back to the host: on a CPU that is slower than the expert
-    loop of :class:`_ExpertMLPs` (``python -m growlib bench moe`` shows the rates).
+    ``mm_out`` each, reading every offset back to the host: the expert loop of :class:`_ExpertMLPs`
+    does the same matmuls and stays the default there, since its backward keeps one [N, h] block
+    (the pre-activation) where autograd through the grouped path keeps two (pre-activation and
+    activation). ``python -m growlib bench moe`` times both (``grouped_*``).
     ``cuda_capability``: the GPU's (major, minor); None on a CPU.
     """
     return cuda_capability is not None and cuda_capability[0] in (9, 10) and dtype == torch.bfloat16

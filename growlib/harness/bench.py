@@ -9,7 +9,9 @@
   scripts know).
 - ``moe``: forward+backward of the MoE layer at the recipe's shapes (d 832, hidden
   3328, 8 experts, top-2, 2048 tokens, fp32) against a dense MLP with the same
-  active FLOPs (hidden 6656) and against the Mixtral-style loop over experts.
+  active FLOPs (hidden 6656) and against the Mixtral-style loop over experts; the layer
+  runs its default experts (``expert_kernel="auto"``: the expert loop on a CPU) and, as
+  ``grouped_*``, the same layer through ``torch._grouped_mm``.
 - ``grow``: growing the recipe's MoE (371.6 M) to the recipe's phase 3 (2.16 B),
   wall time and peak memory over the two models' size (run in a fresh process
   so the peak belongs to the growth alone).
@@ -37,7 +39,7 @@ from ..grow import grow
 from ..lean import OptimizerInBackward, free_model
 from ..memory import Overhead, estimate_memory
 from ..model import build_model
-from ..moe import MoE
+from ..moe import MoE, choose_expert_kernel
 from ..train import make_optimizer, train_step
 from .bench_dist import bench_dist
 from .allocator import keep_freed_memory_for_reuse
@@ -73,6 +75,15 @@ def _loop_reference(layer: MoE, experts: list[tuple[torch.Tensor, ...]], x: torc
     return out
 
 
+def _with_expert_kernel(layer: MoE, kernel: str, x: torch.Tensor) -> torch.Tensor:
+    """``layer(x)`` with its experts run by ``kernel``; the layer's own choice is restored after."""
+    own, layer.expert_kernel = layer.expert_kernel, kernel
+    try:
+        return layer(x)
+    finally:
+        layer.expert_kernel = own
+
+
 def bench_moe(d: int = 832, hidden: int = 3328, n_experts: int = 8, top_k: int = 2, tokens: int = 2048,
               repeats: int = 5) -> dict:
     torch.manual_seed(0)
@@ -100,7 +111,8 @@ def bench_moe(d: int = 832, hidden: int = 3328, n_experts: int = 8, top_k: int =
         return step
 
     steps = {"moe": run(lambda: layer(x)), "dense": run(lambda: dense_out(F.gelu(dense_in(x)))),
-             "loop": run(lambda: _loop_reference(layer, experts, x))}
+             "loop": run(lambda: _loop_reference(layer, experts, x)),
+             "grouped": run(lambda: _with_expert_kernel(layer, "grouped", x))}
     for step in steps.values():  # warm-up
         step(), step()
     times: dict[str, list[float]] = {k: [] for k in steps}
@@ -109,7 +121,7 @@ def bench_moe(d: int = 832, hidden: int = 3328, n_experts: int = 8, top_k: int =
             start = time.perf_counter()
             step()
             times[k].append(time.perf_counter() - start)
-    t_moe, t_dense, t_loop = (statistics.median(times[k]) for k in ("moe", "dense", "loop"))
+    t_moe, t_dense, t_loop, t_grouped = (statistics.median(times[k]) for k in ("moe", "dense", "loop", "grouped"))
     flops = 3 * 2 * tokens * top_k * 2 * d * hidden  # forward + backward of the active expert matmuls
     return {
         "moe_shape": f"d={d} hidden={hidden} experts={n_experts} top-{top_k} tokens={tokens} fp32",
@@ -120,6 +132,11 @@ def bench_moe(d: int = 832, hidden: int = 3328, n_experts: int = 8, top_k: int =
         "dense_equivalent_gflops": flops / t_dense / 1e9,
         "moe_over_dense_equivalent": t_moe / t_dense,
         "loop_reference_over_moe": t_loop / t_moe,
+        # what "moe" ran its experts with ("loop" or "grouped"), for balanced routing
+        "moe_experts": choose_expert_kernel(layer.expert_kernel, x, layer.w_in, layer.w_out,
+                                            [tokens * top_k // n_experts] * n_experts),
+        "grouped_fwd_bwd_ms": 1e3 * t_grouped,
+        "grouped_over_moe": t_grouped / t_moe,
         "threads": torch.get_num_threads(),
     }
 
