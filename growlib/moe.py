@@ -151,7 +151,8 @@ def grouped_mm_refusal(dtype: torch.dtype, widths: tuple[int, ...], counts: list
     counts: rows per expert; cuda_capability: (major, minor), None on a CPU; byte_offsets: where the
     operands' data start in their storage (CUDA's caching allocator aligns each storage's start).
 
-    What PyTorch checks (torch 2.13; the same on CPU and CUDA unless said):
+    What PyTorch checks (read in its source; the CPU part also run here on torch 2.13, the CUDA part
+    not run on a GPU), the same on CPU and CUDA unless said:
     - dtype float32, bfloat16 or float16, the same for both operands (``_grouped_mm_validate_inputs``,
       native/GroupedMMUtils.h). The meta kernel (torch/_meta_registrations.py, used by torch.compile)
       accepts bf16 only.
@@ -161,9 +162,10 @@ def grouped_mm_refusal(dtype: torch.dtype, widths: tuple[int, ...], counts: list
       the gradient reaching ``_grouped_mm`` contiguous.
     - offs int32, 1-D. Counts need not be multiples of 16 and may be 0 in the form growlib uses
       (x and w row-major; its backward is 2d x 3d for grad_x and x.t() [col-major] x grad_y
-      [row-major] for grad_w): GroupMMCommon.cuh asserts a count multiple of 16 bytes only for other
-      layouts, and a count > 0 only for the 2d x 2d product of other layouts.
-    - CUDA only: data pointers on 16 bytes (the CPU skips that check) and fewer than 1024 groups.
+      [row-major] for grad_w): the fused kernel (GroupMMCommon.cuh) asserts a count multiple of
+      16 bytes only for other layouts, and a count > 0 only for the 2d x 2d product of others.
+    - CUDA only: data pointers on 16 bytes (the CPU skips that check); the fused kernel only: fewer
+      than 1024 groups (GroupMM.cu).
     - The fused kernel on compute capability 10.x gives an expert with no tokens a non-zero weight
       gradient (pytorch/pytorch#172439, open); 9.x gives zero, as the CPU does.
     """
