@@ -9,6 +9,7 @@ tokens and no boolean mask per expert.
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 from typing import Callable
 
@@ -121,11 +122,114 @@ class _Unsort(torch.autograd.Function):
         return grad.index_select(0, order), None, None
 
 
-def _grouped_mm_ok(x: torch.Tensor) -> bool:
-    # torch._grouped_mm is a fused kernel on recent GPUs (bf16). On a CPU it is
-    # slower than one mm per expert slice (`python -m growlib bench moe` shows the
-    # rates), so the CPU uses the expert loop of _ExpertMLPs.
-    return hasattr(torch, "_grouped_mm") and x.is_cuda and x.dtype == torch.bfloat16
+EXPERT_KERNELS = ("auto", "grouped", "loop")
+_GROUPED_MM_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
+_GROUPED_MM_MAX_GROUPS = 1024  # the CUDA kernel's limit (GroupMM.cu: "Can't process more than 1024 groups")
+
+
+def grouped_mm_is_fast(dtype: torch.dtype, cuda_capability: tuple[int, int] | None) -> bool:
+    """Whether ``torch._grouped_mm`` runs its fused kernel here rather than one mm per group.
+
+    The fused kernel (CUTLASS, aten/src/ATen/native/cuda/GroupMM.cu) runs only for bf16 on a GPU of
+    compute capability 9.x or 10.x (``_grouped_mm_cuda`` in native/cuda/GroupedBlas.cpp). Anywhere
+    else ``_grouped_mm_fallback`` (native/GroupedMMUtils.h) loops over the groups with one
+    ``mm_out`` each, reading every offset back to the host: the expert loop of :class:`_ExpertMLPs`
+    does the same matmuls and stays the default there, since its backward keeps one [N, h] block
+    (the pre-activation) where autograd through the grouped path keeps two (pre-activation and
+    activation). ``python -m growlib bench moe`` times both (``grouped_*``).
+    ``cuda_capability``: the GPU's (major, minor); None on a CPU.
+    """
+    return cuda_capability is not None and cuda_capability[0] in (9, 10) and dtype == torch.bfloat16
+
+
+def grouped_mm_refusal(dtype: torch.dtype, widths: tuple[int, ...], counts: list[int],
+                       cuda_capability: tuple[int, int] | None = None,
+                       byte_offsets: tuple[int, ...] = ()) -> str | None:
+    """Why ``torch._grouped_mm`` would refuse, or get wrong, the expert MLP; None when it takes it.
+
+    widths: (d_in, hidden, d_out), the row lengths of every operand of the forward and backward
+    (x [N, d_in], w_in [E, d_in, h], the activation [N, h], w_out [E, h, d_out], grad_y [N, d_out]);
+    counts: rows per expert; cuda_capability: (major, minor), None on a CPU; byte_offsets: where the
+    operands' data start in their storage (CUDA's caching allocator aligns each storage's start).
+
+    What PyTorch checks (read in its source; the CPU part also run here on torch 2.13, the CUDA part
+    not run on a GPU), the same on CPU and CUDA unless said:
+    - dtype float32, bfloat16 or float16, the same for both operands (``_grouped_mm_validate_inputs``,
+      native/GroupedMMUtils.h). The meta kernel (torch/_meta_registrations.py, used by torch.compile)
+      accepts bf16 only.
+    - every operand row-major or column-major in its last two dims, with the other stride a multiple
+      of 16 bytes (``check_valid_strides_and_return_transposed``, same file): 4 float32 or 8 bf16
+      elements. A stride-0 (expanded) gradient is refused, which is why :func:`grouped_linear` makes
+      the gradient reaching ``_grouped_mm`` contiguous.
+    - offs int32, 1-D. Counts need not be multiples of 16 and may be 0 in the form growlib uses
+      (x and w row-major; its backward is 2d x 3d for grad_x and x.t() [col-major] x grad_y
+      [row-major] for grad_w): the fused kernel (GroupMMCommon.cuh) asserts a count multiple of
+      16 bytes only for other layouts, and a count > 0 only for the 2d x 2d product of others.
+    - CUDA only: data pointers on 16 bytes (the CPU skips that check); the fused kernel only: fewer
+      than 1024 groups (GroupMM.cu).
+    - The fused kernel on compute capability 10.x gives an expert with no tokens a non-zero weight
+      gradient (pytorch/pytorch#172439, open); 9.x gives zero, as the CPU does.
+    """
+    if dtype not in _GROUPED_MM_DTYPES:
+        return f"dtype {dtype} (torch._grouped_mm takes float32, bfloat16, float16)"
+    align = 16 // dtype.itemsize  # elements in 16 bytes
+    misaligned = [w for w in widths if w % align]
+    if misaligned:
+        return f"row widths {misaligned} ({dtype}) are not multiples of 16 bytes ({align} elements)"
+    if cuda_capability is None:
+        return None
+    if any(off % 16 for off in byte_offsets):
+        return "an operand's data does not start on a 16-byte boundary"
+    if grouped_mm_is_fast(dtype, cuda_capability):
+        if len(counts) >= _GROUPED_MM_MAX_GROUPS:
+            return f"{len(counts)} experts (the CUDA kernel takes fewer than {_GROUPED_MM_MAX_GROUPS})"
+        if cuda_capability[0] == 10 and 0 in counts:
+            return "an expert with no tokens gets a wrong weight gradient on compute capability 10.x (pytorch#172439)"
+    return None
+
+
+def choose_expert_kernel(kernel: str, x: torch.Tensor, w_in: torch.Tensor, w_out: torch.Tensor,
+                         counts: list[int]) -> str:
+    """"grouped" or "loop" for these operands (already in x's dtype).
+
+    "auto": grouped only where the fused kernel runs (:func:`grouped_mm_is_fast`) and takes the case;
+    "grouped": grouped wherever ``torch._grouped_mm`` takes the case (the CPU included), else a
+    ValueError saying why; "loop": the expert loop of :class:`_ExpertMLPs`.
+    """
+    if kernel not in EXPERT_KERNELS:
+        raise ValueError(f"expert kernel {kernel!r} is invalid: accepted {EXPERT_KERNELS}")
+    if kernel == "loop":
+        return "loop"
+    capability = torch.cuda.get_device_capability(x.device) if x.is_cuda else None
+    if not hasattr(torch, "_grouped_mm"):
+        refusal = "this torch has no torch._grouped_mm"
+    elif not (w_in.is_contiguous() and w_out.is_contiguous()):
+        refusal = "the stacked weights are not contiguous [E, d_in, d_out]"  # the layout the guard knows
+    else:
+        widths = (w_in.shape[1], w_in.shape[2], w_out.shape[2])  # d_in, hidden, d_out
+        offsets = tuple(t.storage_offset() * t.element_size() for t in (x, w_in, w_out))
+        refusal = grouped_mm_refusal(x.dtype, widths, counts, capability, offsets)
+    if kernel == "grouped":
+        if refusal is not None:
+            raise ValueError(f"expert kernel 'grouped': torch._grouped_mm cannot run this: {refusal}")
+        return "grouped"
+    return "grouped" if refusal is None and grouped_mm_is_fast(x.dtype, capability) else "loop"
+
+
+class _ContiguousGrad(torch.autograd.Function):
+    """Identity whose backward makes the gradient contiguous.
+
+    ``_grouped_mm``'s backward passes the incoming gradient straight to ``_grouped_mm``, which
+    refuses a stride-0 one (the gradient of ``y.sum()``: "Invalid strides/sizes, got [0, 0] ...").
+    """
+
+    @staticmethod
+    def forward(ctx, y: torch.Tensor) -> torch.Tensor:
+        return y.view_as(y)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        return grad.contiguous()
 
 
 def grouped_linear(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor,
@@ -135,17 +239,22 @@ def grouped_linear(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor,
     x: [N, d_in] sorted so expert e owns rows ``sum(counts[:e]) : sum(counts[:e+1])``
     w: [E, d_in, d_out], b: [E, d_out] -> [N, d_out]
     """
-    offs = torch.tensor(counts, device=x.device).cumsum(0).to(torch.int32)
-    y = torch._grouped_mm(x, w.to(x.dtype), offs=offs)
-    return y + torch.repeat_interleave(b.to(y.dtype), torch.tensor(counts, device=x.device), dim=0)
+    ends = torch.tensor(list(itertools.accumulate(counts)), dtype=torch.int32, device=x.device)  # [E]
+    y = _ContiguousGrad.apply(torch._grouped_mm(x, w.to(x.dtype), offs=ends))  # [N, d_out]
+    rows = torch.tensor(counts, device=x.device)  # [E]
+    return y + torch.repeat_interleave(b.to(y.dtype), rows, dim=0, output_size=x.shape[0])  # [N, d_out]
 
 
 def expert_mlps(x: torch.Tensor, w_in: torch.Tensor, b_in: torch.Tensor, w_out: torch.Tensor,
-                b_out: torch.Tensor, counts: list[int]) -> torch.Tensor:
-    """Every expert's GELU MLP over its rows of ``x`` (sorted by expert, ``counts`` rows each) -> [N, d]."""
-    if _grouped_mm_ok(x):
-        return grouped_linear(F.gelu(grouped_linear(x, w_in, b_in, counts)), w_out, b_out, counts)
+                b_out: torch.Tensor, counts: list[int], kernel: str = "auto") -> torch.Tensor:
+    """Every expert's GELU MLP over its rows of ``x`` (sorted by expert, ``counts`` rows each) -> [N, d].
+
+    kernel: "auto", "grouped" or "loop" (:func:`choose_expert_kernel`).
+    """
     cast = [t.to(x.dtype) for t in (w_in, b_in, w_out, b_out)]  # autocast does not reach inside a Function
+    if choose_expert_kernel(kernel, x, cast[0], cast[2], counts) == "grouped":
+        x = x.contiguous()  # [N, d] row-major, as the kernel's stride check wants
+        return grouped_linear(F.gelu(grouped_linear(x, cast[0], cast[1], counts)), cast[2], cast[3], counts)
     return _ExpertMLPs.apply(x, *cast, counts)
 
 
@@ -198,8 +307,10 @@ class MoE(nn.Module):
     """
 
     def __init__(self, d_model: int, d_mlp: int, n_experts: int, top_k: int,
-                 router_mode: str = "topk_softmax") -> None:
+                 router_mode: str = "topk_softmax", expert_kernel: str = "auto") -> None:
         super().__init__()
+        if expert_kernel not in EXPERT_KERNELS:
+            raise ValueError(f"expert kernel {expert_kernel!r} is invalid: accepted {EXPERT_KERNELS}")
         self.n_experts, self.top_k = n_experts, top_k
         self.router = Router(d_model, n_experts, top_k, router_mode)
         self.w_in = nn.Parameter(torch.empty(n_experts, d_model, d_mlp))   # [E, d, h]
@@ -209,6 +320,8 @@ class MoE(nn.Module):
         # data parallel training (growlib.parallel): sums a tensor over the processes, so the
         # balance loss counts every process's tokens; None in one process
         self.sum_counts: Callable[[torch.Tensor], torch.Tensor] | None = None
+        # how the experts run: "auto", "grouped" (torch._grouped_mm) or "loop" (see choose_expert_kernel)
+        self.expert_kernel = expert_kernel
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, RouterStats]:
         shape = x.shape
@@ -224,7 +337,8 @@ class MoE(nn.Module):
         inverse[order] = torch.arange(order.numel(), device=order.device)  # sorted row of each (token, slot)
         x_sorted = _Dispatch.apply(x, order, inverse, k)  # [N*k, d]: token of each sorted assignment
 
-        y_sorted = expert_mlps(x_sorted, self.w_in, self.b_in, self.w_out, self.b_out, counts)  # [N*k, d]
+        y_sorted = expert_mlps(x_sorted, self.w_in, self.b_in, self.w_out, self.b_out, counts,
+                               self.expert_kernel)  # [N*k, d]
 
         y = _Unsort.apply(y_sorted, order, inverse).view(n_tok, k, -1)  # [N, k, d]
         # gate-weighted sum over the k slots (elementwise: a batched [1 x k] @ [k x d] is slower here)
@@ -279,5 +393,5 @@ def switch_balance_loss(router_probs: torch.Tensor, expert_ids: torch.Tensor, n_
     return n_experts * (f * p).sum()
 
 
-__all__ = ["MoE", "Router", "RouterStats", "expert_loop_reference", "expert_mlps", "grouped_linear",
-           "switch_balance_loss"]
+__all__ = ["EXPERT_KERNELS", "MoE", "Router", "RouterStats", "choose_expert_kernel", "expert_loop_reference",
+           "expert_mlps", "grouped_linear", "grouped_mm_is_fast", "grouped_mm_refusal", "switch_balance_loss"]

@@ -9,7 +9,9 @@
   written as ``seed_*``, the name earlier scripts read.
 - ``moe``: forward+backward of the MoE layer at the recipe's shapes (d 832, hidden
   3328, 8 experts, top-2, 2048 tokens, fp32) against a dense MLP with the same
-  active FLOPs (hidden 6656) and against the Mixtral-style loop over experts.
+  active FLOPs (hidden 6656) and against the Mixtral-style loop over experts; the layer
+  runs its default experts (``expert_kernel="auto"``: the expert loop on a CPU) and, as
+  ``grouped_*``, the same layer through ``torch._grouped_mm``.
 - ``grow``: growing the recipe's MoE (371.6 M) to the recipe's phase 3 (2.16 B),
   wall time and peak memory over the two models' size (run in a fresh process
   so the peak belongs to the growth alone).
@@ -35,7 +37,7 @@ from ..grow import grow
 from ..lean import OptimizerInBackward, free_model
 from ..memory import estimate_memory
 from ..model import build_model
-from ..moe import MoE, expert_loop_reference
+from ..moe import MoE, choose_expert_kernel, expert_loop_reference
 from ..process_memory import current_rss, lifetime_peak_rss, minor_page_faults
 from ..train import PhaseSpec, make_optimizer, train_step
 from .bench_dist import bench_dist
@@ -82,6 +84,15 @@ def _timed_in_rotation(steps: dict[str, Callable[[], None]], repeats: int) -> di
     return {k: statistics.median(v) for k, v in times.items()}
 
 
+def _with_expert_kernel(layer: MoE, kernel: str, x: torch.Tensor) -> torch.Tensor:
+    """``layer(x)``'s output with its experts run by ``kernel``; the layer's own choice is restored after."""
+    own, layer.expert_kernel = layer.expert_kernel, kernel
+    try:
+        return layer(x)[0]
+    finally:
+        layer.expert_kernel = own
+
+
 def bench_moe(d: int = 832, hidden: int = 3328, n_experts: int = 8, top_k: int = 2, tokens: int = 2048,
               repeats: int = 5) -> dict:
     layer, experts, dense, x = _moe_layer_and_inputs(d, hidden, n_experts, top_k, tokens)
@@ -98,7 +109,8 @@ def bench_moe(d: int = 832, hidden: int = 3328, n_experts: int = 8, top_k: int =
         return step
 
     t = _timed_in_rotation({"moe": run(lambda: layer(x)[0]), "dense": run(lambda: dense(x)),
-                            "loop": run(lambda: expert_loop_reference(layer, experts, x))}, repeats)
+                            "loop": run(lambda: expert_loop_reference(layer, experts, x)),
+                            "grouped": run(lambda: _with_expert_kernel(layer, "grouped", x))}, repeats)
     flops = 3 * 2 * tokens * top_k * 2 * d * hidden  # forward + backward of the active expert matmuls
     return {
         "moe_shape": f"d={d} hidden={hidden} experts={n_experts} top-{top_k} tokens={tokens} fp32",
@@ -109,6 +121,11 @@ def bench_moe(d: int = 832, hidden: int = 3328, n_experts: int = 8, top_k: int =
         "dense_equivalent_gflops": flops / t["dense"] / 1e9,
         "moe_over_dense_equivalent": t["moe"] / t["dense"],
         "loop_reference_over_moe": t["loop"] / t["moe"],
+        # what "moe" ran its experts with ("loop" or "grouped"), for balanced routing
+        "moe_experts": choose_expert_kernel(layer.expert_kernel, x, layer.w_in, layer.w_out,
+                                            [tokens * top_k // n_experts] * n_experts),
+        "grouped_fwd_bwd_ms": 1e3 * t["grouped"],
+        "grouped_over_moe": t["grouped"] / t["moe"],
         "threads": torch.get_num_threads(),
     }
 
