@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import resource
+import sys
 
 import torch
 
@@ -78,9 +79,18 @@ def warm_up_runtime() -> None:
 
 
 def current_rss() -> float:
-    """Resident memory of this process now, in bytes (Linux)."""
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    """Resident memory of this process now, in bytes (Linux); elsewhere (macOS: no /proc) its peak so far."""
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except OSError:
+        return peak_rss_so_far()
+
+
+def peak_rss_so_far() -> float:
+    """The process's peak resident memory, in bytes: ``ru_maxrss`` is in bytes on macOS, KiB on Linux."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return float(peak if sys.platform == "darwin" else peak * 1024)
 
 
 def minor_page_faults() -> int:
@@ -113,4 +123,4 @@ def measured_peak(device: str) -> tuple[float, str]:
                     return float(line.split()[1]) * 1024, "peak RSS"
     except OSError:
         pass
-    return float(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024, "peak RSS (process lifetime)"
+    return peak_rss_so_far(), "peak RSS (process lifetime)"
