@@ -212,7 +212,7 @@ def device_name(device: str) -> str:
         return torch.cuda.get_device_name(torch.device(device))
     if device == "mps":
         return "Apple GPU"
-    return f"{os.cpu_count()} cores, {torch.get_num_threads()} torch threads"
+    return f"{os.cpu_count()} CPUs, {torch.get_num_threads()} torch threads"
 
 
 def check_device(m: Machine) -> Check:
