@@ -14,9 +14,12 @@ _MAXRSS_UNIT = 1 if sys.platform == "darwin" else 1024  # bytes per ru_maxrss un
 
 
 def current_rss() -> float:
-    """Resident memory of this process now, in bytes (Linux)."""
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    """Resident memory of this process now, in bytes (Linux); where there is no /proc (macOS), its peak so far."""
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except OSError:
+        return lifetime_peak_rss()
 
 
 def lifetime_peak_rss(children: bool = False) -> float:

@@ -79,11 +79,19 @@ class Source:
                 return
 
 
+OFFLINE_VARS = ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE")
+
+
+def offline_variable() -> str | None:
+    """The first of :data:`OFFLINE_VARS` that is set to a true value (the hub is then not tried), or None."""
+    return next((var for var in OFFLINE_VARS
+                 if os.environ.get(var, "").strip().lower() in ("1", "true", "yes", "on")), None)
+
+
 def hub_reachable(timeout: float = 1.5) -> bool:
     """True when the Hugging Face hub answers a TCP connect within ``timeout`` seconds."""
-    for var in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE"):
-        if os.environ.get(var, "").strip().lower() in ("1", "true", "yes", "on"):
-            return False
+    if offline_variable():
+        return False
     result: list[bool] = []
 
     def probe() -> None:  # DNS itself can hang: run the whole probe in a thread
@@ -99,7 +107,8 @@ def hub_reachable(timeout: float = 1.5) -> bool:
     return bool(result and result[0])
 
 
-def _tinystories_cached() -> bool:
+def tinystories_cached() -> bool:
+    """True when TinyStories is in the ``datasets`` cache (it then loads offline)."""
     root = Path(os.environ.get("HF_DATASETS_CACHE", Path.home() / ".cache" / "huggingface" / "datasets"))
     return any(root.glob("roneneldan___tiny_stories*"))
 
@@ -118,7 +127,7 @@ def open_tinystories(max_docs: int | None = None) -> Source:
     Raises ``RuntimeError`` when neither the hub nor the local cache can serve it.
     """
     online = hub_reachable()
-    if not online and not _tinystories_cached():
+    if not online and not tinystories_cached():
         raise RuntimeError(f"the Hugging Face hub ({HUB_HOST}) is unreachable and TinyStories is not cached")
     if not online:
         os.environ["HF_DATASETS_OFFLINE"] = "1"  # read the cache without touching the network

@@ -15,9 +15,9 @@ from growlib.checkpoint import save_checkpoint
 from growlib.config import ModelConfig
 from growlib.export import ExportError, fuse_qkv, save_neox
 from growlib.grow import widen
-from growlib.harness.export import export_command, save_tokenizer
+from growlib.harness.checkpoints.pointer import ResumePoint, save_tokenizer, write_state
+from growlib.harness.export import export_command
 from growlib.harness.paths import shown_path
-from growlib.harness.resume import ResumePoint, write_state
 from growlib.model import build_model
 from growlib.sources import open_local
 from growlib.storygen import generate_stories

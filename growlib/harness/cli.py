@@ -96,12 +96,25 @@ def _add_compare(sub) -> None:
                                                    "(results/compare_bundled.json is the committed one)")
 
 
+def _add_tools(sub) -> None:
+    sub.add_parser("doctor", help="is this machine ready for the notebooks? one OK/WARN/FAIL line per item "
+                                  "(exit 1 on a FAIL)")
+    sub.add_parser("book", help="build the notebooks into a static website in build/book/ (scripts/build_book.sh)")
+    export = sub.add_parser("export", help="a run's dense checkpoint as a Hugging Face GPT-NeoX folder "
+                                            "(AutoModelForCausalLM / AutoTokenizer.from_pretrained)")
+    export.add_argument("run_dir", help="the run's folder (the --out of python -m growlib run)")
+    export.add_argument("--checkpoint", default="dense_model",
+                        help="which checkpoint of the run (default: dense_model; MoE ones are refused)")
+    export.add_argument("--out", required=True, help="the folder to write (new or empty, or an earlier export)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="python -m growlib", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     _add_run(sub)
     _add_prepare_and_budget(sub)
     _add_compare(sub)
+    _add_tools(sub)
     bench = sub.add_parser("bench", help="benchmarks (figures, not tests)")
     bench.add_argument("which", nargs="?", default="all", choices=["all", "peak", "steps", "moe", "grow", "memory", "dist"])
     bench.add_argument("--json", default=None, help="also write the figures to this JSON file")
@@ -167,6 +180,20 @@ def _dispatch(args: argparse.Namespace, argv: list[str] | None) -> int:
     elif args.command == "bench":
         from .bench import run_bench
         run_bench(args.which, args.json)
+    else:
+        return _dispatch_tool(args)
+    return 0
+
+
+def _dispatch_tool(args: argparse.Namespace) -> int:
+    if args.command == "doctor":
+        from .doctor import main as doctor
+        return doctor()
+    if args.command == "book":
+        from .book import build_book
+        return build_book()
+    from .export import export_command
+    export_command(args.run_dir, args.out, args.checkpoint)
     return 0
 
 

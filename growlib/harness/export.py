@@ -26,28 +26,20 @@ from pathlib import Path
 
 import torch
 
-from ..checkpoint import CheckpointError, atomic_write_bytes, checkpoint_exists, load_checkpoint, read_meta
+from ..checkpoint import CheckpointError, checkpoint_exists, load_checkpoint, read_meta
 from ..config import ModelConfig
 from ..export import (CONFIG_FILE, NEOX_MODEL_TYPE, TOKENIZER_CONFIG_FILE, TOKENIZER_FILE, WEIGHTS_FILE,
                       ExportError, check_exportable, save_hf_tokenizer, save_neox)
 from ..model import GPT
 from ..tokenizer import EOT
 from .paths import shown_path
-from .resume import STATE_FILE, read_state
+from .checkpoints.pointer import RUN_TOKENIZER, STATE_FILE, read_state
 
 DEFAULT_CHECKPOINT = "dense_model"
-RUN_TOKENIZER = "tokenizer.json"  # what save_tokenizer writes into a run folder
 CHECK_TOLERANCE = 1e-4  # max |Δlogit| (fp32) accepted when the exported folder is loaded back
 CHECK_TOKENS = 64  # positions per sequence of the load-back check (at most max_seq_len)
 WRITTEN = (CONFIG_FILE, WEIGHTS_FILE, TOKENIZER_FILE, TOKENIZER_CONFIG_FILE)
 AUTO_CHOICES = ("tinystories", "bundled")  # what --data auto may have opened (growlib.sources.open_source)
-
-
-def save_tokenizer(out_dir: str | os.PathLike, tokenizer) -> Path:
-    """Write a run's tokenizer (a ``tokenizers.Tokenizer``) as ``out_dir/tokenizer.json``; returns its path."""
-    path = Path(out_dir) / RUN_TOKENIZER
-    atomic_write_bytes(path, tokenizer.to_str().encode("utf-8"))
-    return path
 
 
 def export_command(run_dir: str | os.PathLike, out: str | os.PathLike,

@@ -20,6 +20,7 @@ from ..history import HISTORY
 
 STATE_FILE = "run_state.json"
 ROLLING = "resume_latest"  # the rolling checkpoint of one process, with the optimizer's state
+RUN_TOKENIZER = "tokenizer.json"  # the run's tokenizer, beside its checkpoints (python -m growlib export reads it)
 
 
 @dataclass
@@ -61,6 +62,13 @@ def check_settings(saved: dict, current: dict, out: Path) -> None:
             raise CheckpointError(f"the run in {str(out)!r} is from a different configuration ({key}: "
                                   f"{saved.get(key)!r} there, {current.get(key)!r} now); resume with the same "
                                   f"options, or start a new run with --overwrite or another --out")
+
+
+def save_tokenizer(out: str | os.PathLike, tokenizer) -> Path:
+    """Write a run's tokenizer (a ``tokenizers.Tokenizer``) as ``out/tokenizer.json``; returns its path."""
+    path = Path(out) / RUN_TOKENIZER
+    atomic_write_bytes(path, tokenizer.to_str().encode("utf-8"))
+    return path
 
 
 def out_dir_has_run(out: Path) -> bool:

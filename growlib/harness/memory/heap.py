@@ -50,6 +50,12 @@ def _libc():
         return None
 
 
+def has_heap_controls() -> bool:
+    """True where the C library is glibc, so a CPU training process keeps its heap (and the plan
+    counts the heap's slack); changes nothing."""
+    return _libc() is not None
+
+
 def keep_freed_memory_for_reuse() -> bool:
     """Serve every CPU tensor from the heap and keep freed blocks there; True where glibc took it.
 
