@@ -213,6 +213,16 @@ PRESETS: dict[str, Preset] = {
         growth=GrowthConfig(extra_layers=3),
         description="growth against its baselines (python -m growlib compare): three seeds fit in minutes",
     ),
+    "sweep": Preset(  # the budget sweep of notebook 04: a grown model of 0.4 M active parameters
+        name="sweep",
+        model=ModelConfig(vocab_size=1024, d_model=32, n_layers=2, n_heads=2, d_mlp=128, max_seq_len=128),
+        train=TrainConfig(steps_phase1=500, steps_phase2=200, steps_phase3=250, log_every=50,
+                          lr_phase1=3e-3, lr_phase2=1.5e-3, lr_phase3=1e-3, warmup_steps=25,
+                          batch_size=16, seq_len=128, eval_batches=8),
+        growth=GrowthConfig(extra_layers=2),
+        description="when does growth pay (python -m growlib compare): 58 K dense -> 0.40 M active grown, "
+                    "several budgets in hours",
+    ),
     "tiny": Preset(
         name="tiny",
         model=ModelConfig(vocab_size=512, d_model=64, n_layers=2, n_heads=4, d_mlp=256, max_seq_len=64),
@@ -224,10 +234,6 @@ PRESETS: dict[str, Preset] = {
     ),
 }
 
-
-# growlib compare's learning-rate sweep for the grown architecture from scratch: these times the preset's
-# dense-phase peak learning rate
-SCRATCH_LR_FACTORS = (0.5, 1.0, 2.0, 4.0)
 
 # earlier names that keep working: "seed" was the recipe preset's first name
 PRESET_ALIASES = {"seed": "recipe"}

@@ -86,7 +86,7 @@ def depth_plan(n_layers: int, extra: int, where: str = "end") -> list[int]:
 
 # ---------------------------------------------------------------- width helpers
 
-class _WidthMaps:
+class WidthMaps:
     """Index maps from new to old positions for the residual, the head dims and the hidden units."""
 
     def __init__(self, old: ModelConfig, new: ModelConfig) -> None:
@@ -105,11 +105,20 @@ def copy_map(n: int, n_new: int) -> torch.Tensor:
     return torch.arange(n_new) % n
 
 
-def _split_columns(w: torch.Tensor, src: torch.Tensor, noise: float, gen: torch.Generator) -> torch.Tensor:
-    """w: [out, n_in] -> [out, len(src)]: column j's copies share w[:, j] evenly, plus zero-sum noise."""
+def _split_columns(w: torch.Tensor, src: torch.Tensor, noise: float, gen: torch.Generator,
+                   asymmetry: float = 0.0) -> torch.Tensor:
+    """w: [out, n_in] -> [out, len(src)]: column j's copies share w[:, j] evenly, plus zero-sum noise.
+
+    ``asymmetry`` a: a column with two copies is shared (1/2 + a, 1/2 - a) instead (still summing
+    to w[:, j], so still exact): the copies then differ from the start by 2a w[:, j].
+    """
     counts = torch.bincount(src, minlength=w.shape[1]).to(w.dtype)  # copies of each old column
     out = w[:, src]
     out.div_(counts[src])  # in place: at the recipe's size every temporary is hundreds of MB
+    if asymmetry:
+        second = torch.arange(len(src)) >= w.shape[1]  # copy_map: the later copy of a column comes after all firsts
+        pair = counts[src] == 2
+        out.mul_(torch.where(pair & second, 1 - 2 * asymmetry, torch.where(pair, 1 + 2 * asymmetry, 1.0)).to(w.dtype))
     if noise > 0 and bool((counts > 1).any()):
         n = torch.randn(out.shape, generator=gen, dtype=w.dtype).mul_(noise * w.std())
         group_mean = torch.zeros_like(w).index_add_(1, src, n).div_(counts)  # [out, n_in]
@@ -118,7 +127,7 @@ def _split_columns(w: torch.Tensor, src: torch.Tensor, noise: float, gen: torch.
     return out
 
 
-def _read_resid(w: torch.Tensor, m: _WidthMaps, noise: float, gen: torch.Generator) -> torch.Tensor:
+def _read_resid(w: torch.Tensor, m: WidthMaps, noise: float, gen: torch.Generator) -> torch.Tensor:
     """Columns for a reader of the residual: split over the k copies, small random on the mean dims."""
     cols = _split_columns(w, m.resid, noise, gen)
     if m.r:
@@ -127,7 +136,7 @@ def _read_resid(w: torch.Tensor, m: _WidthMaps, noise: float, gen: torch.Generat
     return cols
 
 
-def _write_resid(w: torch.Tensor, b: torch.Tensor, m: _WidthMaps) -> tuple[torch.Tensor, torch.Tensor]:
+def _write_resid(w: torch.Tensor, b: torch.Tensor, m: WidthMaps) -> tuple[torch.Tensor, torch.Tensor]:
     """Rows for a writer into the residual: k copies, then r rows of the mean of the first copy."""
     rows, bias = w[m.resid], b[m.resid]
     if m.r:
@@ -136,21 +145,21 @@ def _write_resid(w: torch.Tensor, b: torch.Tensor, m: _WidthMaps) -> tuple[torch
     return rows, bias
 
 
-def _writer(w: torch.Tensor, b: torch.Tensor, m: _WidthMaps, col_map: torch.Tensor, noise: float,
-            gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+def _writer(w: torch.Tensor, b: torch.Tensor, m: WidthMaps, col_map: torch.Tensor, noise: float,
+            gen: torch.Generator, asymmetry: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
     """A writer into the residual that reads copied units (heads or neurons): rows copied, columns split."""
     rows, bias = _write_resid(w, b, m)
-    return _split_columns(rows, col_map, noise, gen), bias
+    return _split_columns(rows, col_map, noise, gen, asymmetry), bias
 
 
 def _widen_mlp(w_in: torch.Tensor, b_in: torch.Tensor, w_out: torch.Tensor, b_out: torch.Tensor,
-               m: _WidthMaps, noise: float, gen: torch.Generator) -> tuple[torch.Tensor, ...]:
+               m: WidthMaps, noise: float, gen: torch.Generator, asymmetry: float = 0.0) -> tuple[torch.Tensor, ...]:
     """An MLP in nn.Linear layout (w_in [h, d], w_out [d, h]): copied neurons, split readers."""
     return (_read_resid(w_in[m.hidden], m, noise, gen), b_in[m.hidden].clone(),
-            *_writer(w_out, b_out, m, m.hidden, noise, gen))
+            *_writer(w_out, b_out, m, m.hidden, noise, gen, asymmetry))
 
 
-def _norm(gamma: torch.Tensor, beta: torch.Tensor, m: _WidthMaps, scale: float = 1.0):
+def _norm(gamma: torch.Tensor, beta: torch.Tensor, m: WidthMaps, scale: float = 1.0):
     root = math.sqrt(m.s)
     g = gamma[m.resid] * root * scale
     b = beta[m.resid] * scale
@@ -163,12 +172,16 @@ def _norm(gamma: torch.Tensor, beta: torch.Tensor, m: _WidthMaps, scale: float =
 # ---------------------------------------------------------------- widen
 
 @torch.no_grad()
-def widen(model: GPT, factor: float, noise: float = SPLIT_NOISE, seed: int = 0) -> GPT:
-    """A new model ``factor`` times wider computing the same function; ``model`` is untouched."""
+def widen(model: GPT, factor: float, noise: float = SPLIT_NOISE, seed: int = 0, asymmetry: float = 0.0) -> GPT:
+    """A new model ``factor`` times wider computing the same function; ``model`` is untouched.
+
+    ``asymmetry``: each copied MLP unit's outgoing weights are shared (1/2 + a, 1/2 - a) by its two
+    copies instead of evenly (:func:`_split_columns`), another exact way to make the copies differ.
+    """
     if noise < 0:
         raise ValueError(f"noise={noise!r} is invalid: accepted a number >= 0")
     old, new = model.cfg, widened_config(model.cfg, factor)
-    m = _WidthMaps(old, new)
+    m = WidthMaps(old, new)
     gen = torch.Generator().manual_seed(seed)
     src = model.state_dict()
     out: dict[str, torch.Tensor] = {}
@@ -190,10 +203,10 @@ def widen(model: GPT, factor: float, noise: float = SPLIT_NOISE, seed: int = 0) 
         out[p + "attn.out.weight"], out[p + "attn.out.bias"] = _writer(
             W(p + "attn.out.weight"), W(p + "attn.out.bias"), m, m.attn, noise, gen)
         if old.is_moe:
-            _widen_experts(src, out, p + "mlp.", m, noise, gen)
+            _widen_experts(src, out, p + "mlp.", m, noise, gen, asymmetry)
         else:
             names = [p + "mlp." + n for n in ("fc_in.weight", "fc_in.bias", "fc_out.weight", "fc_out.bias")]
-            for name, t in zip(names, _widen_mlp(*(W(n) for n in names), m, noise, gen)):
+            for name, t in zip(names, _widen_mlp(*(W(n) for n in names), m, noise, gen, asymmetry)):
                 out[name] = t
     device = model.tok_emb.weight.device
     grown = model_from_state(new, {k: v.to(device) for k, v in out.items()})
@@ -203,12 +216,14 @@ def widen(model: GPT, factor: float, noise: float = SPLIT_NOISE, seed: int = 0) 
     return grown
 
 
-def _widen_experts(src: dict, out: dict, p: str, m: _WidthMaps, noise: float, gen: torch.Generator) -> None:
+def _widen_experts(src: dict, out: dict, p: str, m: WidthMaps, noise: float, gen: torch.Generator,
+                   asymmetry: float = 0.0) -> None:
     """Every expert widened like a dense MLP; the router gets W_r / k on each copy, no noise."""
     w_in, b_in = src[p + "w_in"].cpu(), src[p + "b_in"].cpu()  # [E, d, h], [E, h]
     w_out, b_out = src[p + "w_out"].cpu(), src[p + "b_out"].cpu()  # [E, h, d], [E, d]
     # experts store [in, out] (for x @ w): transposed to nn.Linear's [out, in] and back
-    experts = [_widen_mlp(w_in[e].t(), b_in[e], w_out[e].t(), b_out[e], m, noise, gen) for e in range(len(w_in))]
+    experts = [_widen_mlp(w_in[e].t(), b_in[e], w_out[e].t(), b_out[e], m, noise, gen, asymmetry)
+               for e in range(len(w_in))]
     for i, name in enumerate(("w_in", "b_in", "w_out", "b_out")):
         parts = [ex[i].t() if ex[i].dim() == 2 else ex[i] for ex in experts]
         out[p + name] = torch.stack(parts).contiguous()
@@ -268,7 +283,8 @@ def deepen(model: GPT, extra_layers: int, where: str = "end", preserve: bool = T
 
 
 def grow(model: GPT, scale_factor: float, extra_layers: int, where: str = "end",
-         noise: float = SPLIT_NOISE, preserve: bool = True, seed: int = 0, verbose: bool = True) -> GPT:
+         noise: float = SPLIT_NOISE, preserve: bool = True, seed: int = 0, verbose: bool = True,
+         asymmetry: float = 0.0) -> GPT:
     """Bilateral growth: widen by ``scale_factor``, then add ``extra_layers`` (the recipe's phase 3)."""
     new_cfg = widened_config(model.cfg, scale_factor)  # every check before any tensor is built
     depth_plan(model.cfg.n_layers, extra_layers, where)
@@ -276,7 +292,7 @@ def grow(model: GPT, scale_factor: float, extra_layers: int, where: str = "end",
         raise ValueError(f"noise={noise!r} is invalid: accepted a number >= 0")
     if verbose:
         print(f"[Bilateral Growth] Scaling x{scale_factor:g} width, +{extra_layers} layers...")
-    grown = widen(model, scale_factor, noise, seed) if scale_factor != 1 else copy.deepcopy(model)
+    grown = widen(model, scale_factor, noise, seed, asymmetry) if scale_factor != 1 else copy.deepcopy(model)
     grown = _stack_layers(grown, extra_layers, where, preserve, verbose)
     if verbose:
         print(f"✓ Growth Complete. New Config: {new_cfg.d_model} dim, {grown.cfg.n_layers} layers, "

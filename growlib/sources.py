@@ -167,7 +167,7 @@ def open_bundled(n: int = BUNDLED_STORIES, seed: int = 0) -> Source:
 def open_world(n: int = BUNDLED_STORIES, seed: int = 0) -> Source:
     """The story world (growlib.storyworld): a fixed cast whose facts a model must remember."""
     source = open_local(bundled_text_file(n, seed, world=True))
-    source.spec = "world"
+    source.spec = "world" if n == BUNDLED_STORIES else f"world:{n}"
     source.label = (f"synthetic story world (growlib.storyworld, {n:,} stories about {WORLD_SIZE} characters "
                     "generated offline; not TinyStories)")
     return source
@@ -273,15 +273,25 @@ def _digest(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
+def _world_size(spec: str) -> int:
+    """``world`` -> the bundled size; ``world:N`` -> N stories (a clear error for anything else)."""
+    if spec == "world":
+        return BUNDLED_STORIES
+    raw = spec.split(":", 1)[1]
+    if not raw.isdigit() or int(raw) < 100:
+        raise ValueError(f"--data {spec!r} is invalid: accepted world, or world:N with N >= 100 stories")
+    return int(raw)
+
+
 def open_source(spec: str = "auto", max_docs: int | None = None, verbose: bool = True) -> Source:
-    """``auto`` | ``bundled`` | ``world`` | ``tinystories`` | a file or folder -> :class:`Source`."""
+    """``auto`` | ``bundled`` | ``world`` (``world:N``: N stories) | ``tinystories`` | a file or folder -> :class:`Source`."""
     say = print if verbose else (lambda *a, **k: None)
     if max_docs is not None and max_docs < 1:
         raise ValueError(f"--max-docs {max_docs} is invalid: accepted a positive number of training stories")
     if spec == "bundled":
         source = open_bundled()
-    elif spec == "world":
-        source = open_world()
+    elif spec == "world" or spec.startswith("world:"):
+        source = open_world(_world_size(spec))
     elif spec in ("auto", "tinystories"):
         try:
             source = open_tinystories(max_docs)

@@ -85,4 +85,32 @@ def max_clone_difference(model: GPT, pairs: torch.Tensor) -> float:
     return max(diffs)
 
 
-__all__ = ["clone_pairs", "clone_similarity", "expert_similarity", "max_clone_difference", "mean_expert_similarity"]
+@torch.no_grad()
+def reinit_copies(model: GPT, old_hidden: int, ratio: float, seed: int = 0) -> GPT:
+    """Drop-Upcycling's idea applied to widening: re-initialise ``ratio`` of the copied units of every MLP.
+
+    In every MLP (every expert of a MoE) that a share ``ratio`` of the units widening added
+    (indices ``old_hidden`` and up) gets new incoming weights, a zero bias and new outgoing
+    weights, drawn with the standard deviation of the layer's own weights. The model no longer
+    computes what it did (half of each chosen unit's contribution is replaced): diversity bought
+    with exactness at the boundary. ``model`` is changed in place and returned.
+    """
+    if not 0.0 <= ratio <= 1.0:
+        raise ValueError(f"reinit ratio {ratio!r} is invalid: accepted a number in [0, 1]")
+    gen = torch.Generator().manual_seed(seed)
+    for block in model.blocks:
+        mlp = block.mlp
+        ins, biases, outs = ((mlp.w_in.transpose(1, 2), mlp.b_in, mlp.w_out) if isinstance(mlp, MoE) else
+                             (mlp.fc_in.weight[None], mlp.fc_in.bias[None], mlp.fc_out.weight.t()[None]))
+        # ins [groups, h, d], biases [groups, h], outs [groups, h, d]: one row per hidden unit
+        copies = ins.shape[1] - old_hidden
+        for g in range(ins.shape[0]):
+            chosen = old_hidden + torch.randperm(copies, generator=gen)[:round(ratio * copies)]
+            for t in (ins, outs):
+                t[g, chosen] = torch.randn(len(chosen), t.shape[-1], generator=gen, dtype=t.dtype) * t[g].std()
+            biases[g, chosen] = 0.0
+    return model
+
+
+__all__ = ["clone_pairs", "clone_similarity", "expert_similarity", "max_clone_difference", "mean_expert_similarity",
+           "reinit_copies"]

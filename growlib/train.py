@@ -64,6 +64,14 @@ class PhaseSpec:
     log_every: int = 10
     optimizer: str = "adamw"  # adamw | lean (growlib.lean: Adafactor inside backward, checkpointing)
     compile: bool = False  # torch.compile each block (CUDA only)
+    # a phase that continues a longer schedule (a grown path's one warm-up and decay over all its
+    # phases): its step 0 is that schedule's step ``lr_offset`` of ``lr_total``
+    lr_offset: int = 0
+    lr_total: int | None = None  # None: the schedule is this phase's own
+    lr_scales: tuple[tuple[str, float], ...] = ()  # (parameter name, learning-rate factor): growlib.carry
+    # parameters new at this phase's start (an inserted block) warm up alone over ``new_warmup`` steps
+    new_params: tuple[str, ...] = ()
+    new_warmup: int = 0
 
     def __post_init__(self) -> None:
         if self.optimizer not in OPTIMIZERS:
@@ -85,7 +93,7 @@ class PhaseSpec:
         return self.batch_size * self.seq_len
 
     def lr(self, step: int) -> float:
-        return lr_at(step, self.steps, self.peak_lr, self.warmup, self.min_lr_ratio)
+        return lr_at(self.lr_offset + step, self.lr_total or self.steps, self.peak_lr, self.warmup, self.min_lr_ratio)
 
     def with_length(self, steps: int, peak_lr: float) -> "PhaseSpec":
         return replace(self, steps=steps, peak_lr=peak_lr)
@@ -93,11 +101,26 @@ class PhaseSpec:
 
 # ---------------------------------------------------------------- the optimizer and its schedule
 
-def make_optimizer(model: GPT, lr: float, weight_decay: float, device: str) -> torch.optim.Optimizer:
-    """AdamW, decaying matrices only (not biases, LayerNorms); fused where the device has it."""
-    decay = [p for p in model.parameters() if p.dim() >= 2]
-    no_decay = [p for p in model.parameters() if p.dim() < 2]
-    groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+def make_optimizer(model: GPT, lr: float, weight_decay: float, device: str,
+                   lr_scales: dict[str, float] | None = None, new_params: tuple[str, ...] = (),
+                   new_warmup: int = 0) -> torch.optim.Optimizer:
+    """AdamW, decaying matrices only (not biases, LayerNorms); fused where the device has it.
+
+    ``lr_scales`` (parameter name -> factor, 1 for those not named) gives parameters their own
+    learning rate, lr x factor, in groups of equal factor; a decayed group's weight decay is
+    divided by its factor, so that lr x weight decay, the decay a step applies, stays the same
+    (growlib.carry: the rates of a grown model's split tensors). ``new_params`` are grouped apart
+    and their rate warms up from 0 over ``new_warmup`` steps (:func:`set_lr`).
+    """
+    scales, new = lr_scales or {}, set(new_params)
+    groups: dict[tuple[bool, float, bool], dict] = {}
+    for name, p in model.named_parameters():
+        decay, scale, fresh = p.dim() >= 2, float(scales.get(name, 1.0)), name in new
+        group = groups.setdefault((decay, scale, fresh), {"params": [], "weight_decay": weight_decay / scale if decay
+                                                          else 0.0, "lr_scale": scale, "lr": lr * scale,
+                                                          "warmup": new_warmup if fresh else 0})
+        group["params"].append(p)
+    groups = [groups[k] for k in sorted(groups, key=lambda k: (not k[0], -k[1], k[2]))]  # decayed first, by factor
     fused = device.split(":")[0] in ("cpu", "cuda", "mps")
     try:
         return torch.optim.AdamW(groups, lr=lr, betas=(0.9, 0.95), fused=fused)
@@ -105,10 +128,15 @@ def make_optimizer(model: GPT, lr: float, weight_decay: float, device: str) -> t
         return torch.optim.AdamW(groups, lr=lr, betas=(0.9, 0.95))
 
 
-def set_lr(optimizer, lr: float) -> None:
-    """Set the learning rate of every parameter group; a group's ``lr_scale`` (lean mode) multiplies it."""
+def set_lr(optimizer, lr: float, step: int = 0) -> None:
+    """Set the learning rate of every parameter group at the phase's ``step``.
+
+    A group's ``lr_scale`` (lean mode, a grown model's split tensors) multiplies it; a group with
+    a ``warmup`` (new parameters) has it ramped up linearly over that many steps of the phase.
+    """
     for group in optimizer.param_groups:
-        group["lr"] = lr * group.get("lr_scale", 1.0)
+        ramp = min(1.0, (step + 1) / group["warmup"]) if group.get("warmup") else 1.0
+        group["lr"] = lr * group.get("lr_scale", 1.0) * ramp
 
 
 def lr_at(step: int, total: int, peak: float, warmup: int, min_ratio: float) -> float:
@@ -131,7 +159,8 @@ def phase_optimizer(model: GPT, spec: PhaseSpec, device: str):
     if spec.lean:
         model.grad_checkpointing = True
         return OptimizerInBackward(model, spec.peak_lr, spec.weight_decay)
-    return make_optimizer(model, spec.peak_lr, spec.weight_decay, device)
+    return make_optimizer(model, spec.peak_lr, spec.weight_decay, device, dict(spec.lr_scales), spec.new_params,
+                          spec.new_warmup)
 
 
 def end_phase(model: GPT, optimizer) -> None:
@@ -260,7 +289,7 @@ def train_steps(model: GPT, optimizer, data: TokenData, spec: PhaseSpec, device:
     with training(model, par) as net:
         for step in range(start_step, spec.steps):
             lr = spec.lr(step)
-            set_lr(optimizer, lr)
+            set_lr(optimizer, lr, step)
             x, y = data.train_batch(spec.batch_size, spec.seed, spec.stream, step)  # the global batch
             batch = (x.to(device, non_blocking=True), y.to(device, non_blocking=True))
             try:

@@ -8,9 +8,10 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ..config import PLACEMENTS, PRESETS, PRESET_ALIASES, SCRATCH_LR_FACTORS
+from ..config import PLACEMENTS, PRESETS, PRESET_ALIASES
 from ..device import default_preset
 from ..parallel.group import PARALLEL_MODES, process_rank
+from .compare.setup import LR_FACTORS
 from .spec import LEAN_MODES
 from .stops import NotEnoughMemory, RunInterrupted
 
@@ -78,22 +79,46 @@ def _add_prepare_and_budget(sub) -> None:
     budget.add_argument("--extra-layers", type=int, default=None)
 
 
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"{value} is not > 0")
+    return value
+
+
 def _add_compare(sub) -> None:
-    comp = sub.add_parser("compare", help="growth against its baselines (from scratch, small model trained on), "
-                                           "measured in FLOPs over several seeds")
-    comp.add_argument("--preset", default="compare")
-    comp.add_argument("--data", default="world", help="the corpus (default: the bundled story world); " + DATA_HELP)
+    comp = sub.add_parser("compare", help="when does growth pay: the grown path against its baselines over a sweep "
+                                           "of budgets, in FLOPs, over several seeds (notebook 04)")
+    comp.add_argument("--preset", default="sweep")
+    comp.add_argument("--data", default="world:100000",
+                      help="the corpus (default: the story world, 100,000 stories); " + DATA_HELP)
+    comp.add_argument("--budgets", type=_positive_float, nargs="+", default=None,
+                      help="tokens per active parameter of the grown architecture, one budget each "
+                           "(default: 0.5 1.25 3 8 20)")
     comp.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    comp.add_argument("--eval-every", type=_positive_int, default=25)
-    comp.add_argument("--steps", type=_positive_int, default=None, help="steps for every phase (overrides the preset)")
+    comp.add_argument("--variants", action="store_true",
+                      help="also the transition variants (middle budget) and the symmetry and gentler-growth "
+                           "variants (largest budget)")
+    comp.add_argument("--processes", type=_positive_int, default=None,
+                      help="tasks run in this many single-threaded processes (default: 2 on 2 or more cores)")
+    comp.add_argument("--lr-factors", type=float, nargs="+", default=list(LR_FACTORS),
+                      help="the baselines' first learning rates, as multiples of the dense phase's (a best rate "
+                           "at an edge adds rates by factors of 2)")
+    comp.add_argument("--json", default=None, help="the results file, resumed if it exists (default: "
+                                                   "runs/growth_sweep.json; results/growth_sweep.json is the "
+                                                   "committed one)")
+    # earlier options, kept for the scripts that use them
     comp.add_argument("--token-budget", type=_positive_int, default=None,
-                      help="training tokens of the grown path; the three phases are scaled together")
-    comp.add_argument("--lr-factors", type=float, nargs="+", default=list(SCRATCH_LR_FACTORS),
-                      help="the from-scratch learning rates tried (first seed), as multiples of the dense phase's")
-    comp.add_argument("--ablations", action="store_true", help="also re-run phase 3 with each growth variant")
-    comp.add_argument("--upcycling", action="store_true", help="also re-run phase 2 with each upcycling choice")
-    comp.add_argument("--json", default=None, help="write curves and savings to this JSON file "
-                                                   "(results/compare_bundled.json is the committed one)")
+                      help="(earlier option) training tokens of the grown path: one budget")
+    comp.add_argument("--steps", type=_positive_int, default=None,
+                      help="(earlier option) steps of every phase of the grown path: one budget")
+    comp.add_argument("--ablations", "--upcycling", dest="variants", action="store_true",
+                      help="(earlier names of --variants)")
+    comp.add_argument("--eval-every", type=_positive_int, default=None,
+                      help="(earlier option, no longer used: every phase is evaluated at 20 points)")
 
 
 def _add_tools(sub) -> None:
@@ -174,15 +199,35 @@ def _dispatch(args: argparse.Namespace, argv: list[str] | None) -> int:
         from ..budget import print_budget
         print_budget(args.preset, args.scale_factor, args.extra_layers)
     elif args.command == "compare":
-        from .compare import compare
-        compare(args.preset, args.data, tuple(args.seeds), args.eval_every, args.ablations, args.steps, args.json,
-                args.token_budget, args.upcycling, tuple(args.lr_factors))
+        _compare(args)
     elif args.command == "bench":
         from .bench import run_bench
         run_bench(args.which, args.json)
     else:
         return _dispatch_tool(args)
     return 0
+
+
+def _compare(args: argparse.Namespace) -> None:
+    from .compare import DEFAULT_BUDGETS, compare
+    from .compare.setup import Setup
+
+    budgets = list(args.budgets or ())
+    setup = Setup(args.preset, args.data)  # an unknown preset fails here
+    t = setup.train
+    if args.token_budget is not None:  # the grown path's tokens, at the preset's phase lengths -> its FLOPs
+        steps = args.token_budget / (t.batch_size * t.seq_len) / (t.steps_phase1 + t.steps_phase2 + t.steps_phase3)
+        budgets.append(_budget_of(setup, steps * t.steps_phase1, steps * t.steps_phase2, steps * t.steps_phase3))
+    if args.steps is not None:
+        budgets.append(_budget_of(setup, args.steps, args.steps, args.steps))
+    compare(args.preset, args.data, tuple(budgets) or DEFAULT_BUDGETS, tuple(args.seeds), args.variants, args.json,
+            args.processes, tuple(args.lr_factors))
+
+
+def _budget_of(setup, *steps: float) -> float:
+    """The budget (tokens per active parameter of the grown architecture) of a grown path of these phase lengths."""
+    flops = sum(n * setup.step_flops(p) for p, n in enumerate(steps, start=1))
+    return round(flops / setup.budget_flops(1.0), 4)
 
 
 def _dispatch_tool(args: argparse.Namespace) -> int:

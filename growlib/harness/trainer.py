@@ -23,13 +23,24 @@ from .stops import RunInterrupted
 
 @dataclass
 class ValidationCurve:
-    """The validation loss every ``every`` steps of a phase and after its last, handed to ``record``."""
+    """The validation loss every ``every`` steps of a phase and after its last, handed to ``record``.
+
+    ``dense_every`` > 0 adds a point every ``dense_every`` steps while at most ``dense_until`` steps
+    are done: the shape of the loss just after a transition. A curve that also wants the model
+    at each point (a similarity, say) reads it in ``record`` through its own reference.
+    """
 
     every: int
     record: Callable[[int, float], None]  # (steps done, validation loss)
+    dense_every: int = 0
+    dense_until: int = 0
+
+    def due(self, done: int, steps: int) -> bool:
+        dense = self.dense_every and done <= self.dense_until and done % self.dense_every == 0
+        return bool(dense or (self.every and done % self.every == 0) or done == steps)
 
     def after_step(self, done: int, steps: int, model: GPT, s) -> None:
-        if self.every and s.val_batches and (done % self.every == 0 or done == steps):
+        if s.val_batches and self.due(done, steps):
             self.record(done, s.eval(model))
 
 
@@ -46,6 +57,7 @@ class PhaseTrainer:
         self.history = s.history if history is None else history
         self.verbose = s.verbose if verbose is None else verbose and s.verbose
         self.checkpoints = Checkpointer(s)
+        self.optimizer = None  # the optimizer of the phase trained last (a transition may carry its state)
 
     def train(self, model: GPT, spec: PhaseSpec, start_step: int = 0, optimizer_state=None) -> PhaseResult:
         """Train ``model`` over ``spec`` from ``start_step`` (``optimizer_state``: a state dict, or a loader)."""
@@ -62,6 +74,7 @@ class PhaseTrainer:
             self._after_step(model, opt, spec, done, log)
         log.close()
         end_phase(model, opt)
+        self.optimizer = opt
         result.seconds, result.tokens = time.perf_counter() - start, spec.steps * spec.tokens_per_step
         log.throughput(model, (spec.steps - start_step) * spec.tokens_per_step, result.seconds, s.device)
         if s.val_batches:
