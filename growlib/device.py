@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import os
 from contextlib import nullcontext
 
 import torch
+
+# tests only: train on the CPU through the autocast path CUDA takes (bf16, slowly), to exercise it here
+FORCE_CPU_AUTOCAST_VAR = "GROWLIB_TEST_CPU_BF16"
 
 
 def pick_device(requested: str | None = None) -> str:
@@ -30,10 +34,22 @@ def default_preset(device: str | None = None) -> str:
     return "cpu" if pick_device(device) == "cpu" else "recipe"
 
 
+def cpu_autocast_forced() -> bool:
+    """Whether ``$GROWLIB_TEST_CPU_BF16`` asks the CPU to train in bf16 autocast (a switch for tests)."""
+    return os.environ.get(FORCE_CPU_AUTOCAST_VAR, "").strip() not in ("", "0")
+
+
+def training_dtype(device: str) -> torch.dtype:
+    """The dtype the matmuls of training and evaluation run in on ``device`` (the weights stay fp32)."""
+    device = device.split(":")[0]
+    return torch.bfloat16 if device == "cuda" or (device == "cpu" and cpu_autocast_forced()) else torch.float32
+
+
 def autocast_for(device: str):
-    """bf16 autocast on CUDA only: on a CPU, bf16 matmuls are far slower than fp32."""
-    if device.startswith("cuda"):
-        return torch.autocast("cuda", dtype=torch.bfloat16)
+    """bf16 autocast on CUDA only: on a CPU, bf16 matmuls are far slower than fp32 (tests can force it)."""
+    kind = device.split(":")[0]
+    if training_dtype(kind) == torch.bfloat16:
+        return torch.autocast(kind, dtype=torch.bfloat16)
     return nullcontext()
 
 

@@ -326,6 +326,10 @@ class MoE(nn.Module):
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, RouterStats]:
         shape = x.shape
         x = x.reshape(-1, shape[-1])  # [N, d]
+        if torch.is_autocast_enabled(x.device.type):
+            # autocast runs LayerNorm in fp32 and does not reach into the experts' own Function: cast the
+            # tokens to its dtype here, so the experts (and torch._grouped_mm, bf16 only) compute in it
+            x = x.to(torch.get_autocast_dtype(x.device.type))
         n_tok, k = x.shape[0], self.top_k
         logits, idx, gates = self.router(x)  # [N, E], [N, k], [N, k]
 

@@ -58,7 +58,8 @@ class Preservation:
 
 @contextmanager
 def exact_matmul():
-    """TF32 off for the duration (CUDA would otherwise round matmul inputs to 10 bits)."""
+    """fp32 for the duration: autocast off (a check inside a bf16 training step stays fp32) and TF32 off
+    (CUDA would otherwise round matmul inputs to 10 bits)."""
     prev_cuda = torch.backends.cuda.matmul.allow_tf32
     prev_cudnn = torch.backends.cudnn.allow_tf32
     prev_prec = torch.get_float32_matmul_precision()
@@ -66,7 +67,8 @@ def exact_matmul():
     torch.backends.cudnn.allow_tf32 = False
     torch.set_float32_matmul_precision("highest")
     try:
-        yield
+        with torch.autocast("cpu", enabled=False), torch.autocast("cuda", enabled=False):
+            yield
     finally:
         torch.backends.cuda.matmul.allow_tf32 = prev_cuda
         torch.backends.cudnn.allow_tf32 = prev_cudnn

@@ -1,15 +1,20 @@
-"""The comparison: reaching a target loss, savings over seeds, the baselines, variants, results files."""
+"""The comparison: reaching a target loss, savings over seeds, the task graph, a small sweep end to end, resuming."""
+
+from __future__ import annotations
 
 import json
 import statistics
 
 import pytest
 
-from growlib.curves import Curve, CurveKind, curves_over_seeds, saving, spread
-from growlib.harness.compare import compare, load_results, results_path
+from growlib.curves import Curve, curves_over_seeds, saving, spread
+from growlib.harness.compare import Setup, Sweep, compare, load_results
+from growlib.harness.compare.setup import Transition, grown_phase_spec
+from growlib.harness.compare.tasks import Task, chosen_rate, lr_key, next_rate, ready
 
-GROWN, SCRATCH, SMALL = CurveKind.GROWN.label, CurveKind.SCRATCH.label, CurveKind.SMALL.label
-RESULT_KEYS = {"seeds", "scratch_lr_sweep", "saving_vs_scratch_percent", "saving_vs_small_percent", "curves"}
+ISSUE_KEYS = {"flops", "tokens_per_param", "seeds", "final_val", "scratch_lr_interior", "small_lr_interior",
+              "saving_vs_scratch_percent", "saving_vs_small_percent", "saving_given_small_percent",
+              "target_reached_in_phase"}
 
 
 def test_reach_interpolates_between_evaluations():
@@ -36,127 +41,141 @@ def test_spread_is_the_mean_and_sample_deviation_over_seeds():
     assert c["val_std"][1] == pytest.approx(statistics.stdev([3.0, 5.0]))
 
 
+def test_a_budget_buys_the_same_compute_on_every_path():
+    setup = Setup("sweep")
+    flops = setup.budget_flops(20.0)
+    # 20 tokens per active parameter of the grown architecture, trained from scratch
+    assert setup.baseline_steps(flops, 3) * setup.train.batch_size * setup.train.seq_len == pytest.approx(
+        20 * setup.grown_active_params(), rel=1e-3)
+    grown = sum(n * setup.step_flops(p) for p, n in enumerate(setup.grown_steps(flops), start=1))
+    assert grown == pytest.approx(flops, rel=2e-3)  # the phases scaled together, to a step
+    assert setup.baseline_steps(flops, 1) * setup.step_flops(1) == pytest.approx(flops, rel=1e-3)
+
+
+@pytest.mark.parametrize("transitions, pieces", [
+    ({}, [(0, 190), (100, 190), (140, 190)]),  # one warm-up and one decay over the whole path
+    ({3: Transition("fresh", "rewarm")}, [(0, 140), (100, 140), (0, 50)]),
+    ({2: Transition("fresh", "rewarm"), 3: Transition("fresh", "rewarm")}, [(0, 100), (0, 40), (0, 50)]),  # the recipe's
+])
+def test_a_transition_that_rewarms_cuts_the_paths_schedule_there(transitions, pieces):
+    setup = Setup("sweep")
+    specs = [grown_phase_spec(setup, setup.train, (100, 40, 50), p, transitions) for p in (1, 2, 3)]
+    assert [(s.lr_offset, s.lr_total) for s in specs] == pieces
+    if not transitions:  # continuing: the rate does not jump at a boundary
+        assert specs[1].lr(0) == pytest.approx(specs[0].lr(99), rel=0.02)
+        assert specs[2].lr(0) == pytest.approx(specs[1].lr(39), rel=0.03)
+
+
+def _done(keys_and_losses: dict) -> dict:
+    return {k: {"final_val": v, "seconds": 1.0} for k, v in keys_and_losses.items()}
+
+
+def test_the_first_seed_sweeps_until_the_best_rate_is_inside_then_the_others_train_it():
+    setup = Setup("tiny", "world:500")  # tiny: dense rate 3e-3, first rates 1.5e-3, 3e-3, 6e-3
+    start = {t.key for t in ready(setup, {}, (1.0,), (0, 1), {})}
+    assert start == {"1/0/grown", "1/1/grown", "1/0/scratch@0.0015", "1/0/scratch@0.003", "1/0/scratch@0.006",
+                     "1/0/small@0.0015", "1/0/small@0.003", "1/0/small@0.006"}
+    edge = _done({"1/0/scratch@0.0015": 2.0, "1/0/scratch@0.003": 1.9, "1/0/scratch@0.006": 1.8})
+    assert next_rate(setup, {0.0015: 2.0, 0.003: 1.9, 0.006: 1.8}) == 0.012  # best at the top: one more, x2
+    assert "1/0/scratch@0.012" in {t.key for t in ready(setup, edge, (1.0,), (0, 1), {})}
+    assert chosen_rate(setup, edge, 1.0, "scratch", 0) is None  # not finished while at an edge
+    inside = {**edge, **_done({"1/0/scratch@0.012": 1.85})}
+    assert chosen_rate(setup, inside, 1.0, "scratch", 0) == 0.006
+    assert "1/1/scratch@0.006" in {t.key for t in ready(setup, inside, (1.0,), (0, 1), {})}
+
+
+def test_a_sweep_stops_growing_at_its_stated_limit():
+    setup = Setup("tiny", "world:500", lr_max_points=4)
+    falling = {0.0015: 2.0, 0.003: 1.9, 0.006: 1.8, 0.012: 1.7}  # still best at the top, 4 rates tried
+    assert next_rate(setup, falling) is None
+    done = _done({f"1/0/{lr_key('small', lr)}": v for lr, v in falling.items()})
+    assert chosen_rate(setup, done, 1.0, "small", 0) == 0.012
+
+
+def test_variants_wait_for_the_grown_path_that_keeps_their_models():
+    setup = Setup("tiny", "world:500")
+    variants = {"phase3": (1.0,)}
+    assert not any(":" in t.path for t in ready(setup, {}, (1.0,), (0,), variants))
+    after = {t.path for t in ready(setup, _done({"1/0/grown": 1.0}), (1.0,), (0,), variants)}
+    assert "dense_continued" in after and "phase3:no transition (control)" in after
+    assert Task.parse("3/2/phase3:fresh, re-warmed").key == "3/2/phase3:fresh, re-warmed"
+
+
 @pytest.fixture(scope="module")
-def two_seeds():
-    """Two seeds at the tiny size, every baseline and both kinds of variants (~1 min)."""
-    return compare("tiny", "world", seeds=(0, 1), eval_every=3, steps=6, ablations=True, upcycling=True,
-                   lr_factors=(0.5, 1.0, 2.0))
+def small_sweep(tmp_path_factory):
+    """Two budgets of the tiny preset, two seeds, every variant group (about two minutes)."""
+    folder = tmp_path_factory.mktemp("sweep")
+    sweep = Sweep(Setup("tiny", "world:500"), (0.02, 0.05), (0, 1),
+                  {"phase2": (0.02,), "phase3": (0.02,), "symmetry": (0.05,), "gentle": (0.05,)},
+                  folder / "sweep.json", processes=1, cache=folder / "cache", say=lambda line: None)
+    return sweep, sweep.run()
 
 
-def test_every_baseline_runs_for_the_same_compute_with_its_own_learning_rate(two_seeds):
-    out = two_seeds
-    assert RESULT_KEYS <= set(out) and out["seeds"] == [0, 1]
-    sweep = out["scratch_lr_sweep"]
-    assert [r["lr"] for r in sweep] == pytest.approx([1.5e-3, 3e-3, 6e-3])  # x the tiny preset's 3e-3
-    best = min(sweep, key=lambda r: r["final_val"])["lr"]
-    assert out["scratch_lr"] == best and all(r["scratch_lr"] == best for r in out["runs"])
-    assert len(out["runs"][1]["scratch_lr_sweep"]) == 1  # the second seed trains the chosen rate only
-    for run in out["runs"]:
-        curves = run["curves"]
-        assert curves[GROWN]["flops"] == sorted(curves[GROWN]["flops"])
-        assert curves[GROWN]["flops"][-1] == pytest.approx(run["total_flops"])
-        for baseline in (SCRATCH, SMALL):  # equal compute, to a step
-            assert curves[baseline]["flops"][-1] == pytest.approx(run["total_flops"], rel=0.2)
-        assert run["final_val"]["small"] == curves[SMALL]["val"][-1]
+def test_every_budget_reports_what_notebook_04_reads(small_sweep):
+    _, results = small_sweep
+    assert [b["tokens_per_param"] for b in results["budgets"]] == [0.02, 0.05]
+    for b in results["budgets"]:
+        assert ISSUE_KEYS <= set(b) and b["seeds"] == [0, 1]
+        assert set(b["final_val"]) == {"grown", "scratch", "small", "dense_continued", "moe"}
+        assert b["scratch_lr_interior"] in (True, False) and b["scratch_lr_points"] >= 3
+        assert set(b["target_reached_in_phase"]) == {"scratch", "small"}
+        for path in ("grown", "scratch", "small"):
+            assert b["curves"][path]["flops"][-1] == pytest.approx(b["flops"], rel=0.25)
+        assert b["rise"]["phase3"]["mean"] >= 0.0 or abs(b["rise"]["phase3"]["mean"]) < 1e-3
+    rise = results["post_growth_rise"]
+    assert set(rise["phase3"]) >= {"default", "no transition (control)", "fresh, re-warmed (the recipe's)"}
+    assert {"mean", "std"} <= set(rise["phase2"]["default"])
+    assert set(results["symmetry"]) >= {"default", "split noise x10", "asymmetric split (0.8 / 0.2)"}
+    assert results["seconds"] > 0 and results["grown_active_params"] > 0
 
 
-def test_savings_and_losses_are_reported_as_mean_and_std_over_seeds(two_seeds):
-    out = two_seeds
-    for key, per_run in (("saving_vs_scratch_percent", "saving_grown_vs_scratch"),
-                         ("saving_vs_small_percent", "saving_grown_vs_small")):
-        values = [100 * r[per_run] for r in out["runs"]]
-        assert out[key]["mean"] == pytest.approx(statistics.mean(values))
-        assert out[key]["std"] == pytest.approx(statistics.stdev(values))
-    grown = out["curves"][GROWN]
-    assert len(grown["val_mean"]) == len(grown["val_std"]) == len(grown["flops"])
-    assert grown["val_mean"][-1] == pytest.approx(out["final_val"]["grown"]["mean"])
-    assert set(out["train_val_gap"]) == {GROWN, SCRATCH, SMALL}
+def test_the_grown_path_preserves_the_function_at_each_transition(small_sweep):
+    _, results = small_sweep
+    for key, r in results["tasks"].items():
+        if key.endswith("/grown"):
+            assert r["boundaries"]["2"]["exact"] < 1e-4 and r["boundaries"]["3"]["exact"] < 1e-4
+            assert abs(r["boundaries"]["3"]["after"] - r["boundaries"]["3"]["before"]) < 1e-4
 
 
-def test_variants_run_for_every_seed(two_seeds):
-    out = two_seeds
-    assert set(out["ablations"]) == {"plain G_stack copy", "placement interleave", "placement middle",
-                                     "no symmetry-breaking noise", "width x1.5"}
-    # tiny: 2 layers + 2 -> interleave and middle copy each layer once: the same model, run once
-    assert out["ablations"]["placement middle"]["same_as"] == "placement interleave"
-    for run in out["runs"]:
-        abl = run["ablations"]
-        assert abl["placement middle"]["val"] == abl["placement interleave"]["val"]
-        # function-preserving growth starts where phase 2 ended; the plain copy does not
-        assert abs(abl["no symmetry-breaking noise"]["start_val"] - abl["placement interleave"]["start_val"]) < 1e-4
-        assert abl["plain G_stack copy"]["start_val"] != pytest.approx(abl["placement interleave"]["start_val"],
-                                                                       abs=1e-3)
-        up = run["upcycling"]
-        # top-1 runs as many steps with one expert per token: fewer FLOPs
-        assert up["top-1 routing"]["flops"][-1] < up["router init x10 (std 0.2)"]["flops"][-1]
-        # the same dense model upcycled: every top-2 variant starts at the same loss
-        starts = {round(v["val"][0], 5) for n, v in up.items() if n != "top-1 routing"}
-        assert len(starts) == 1
-    assert len(out["upcycling"]["top-1 routing"]["final_val"]["values"]) == 2
+def test_a_rerun_skips_every_finished_task_and_a_new_budget_runs_only_its_own(small_sweep, monkeypatch):
+    import growlib.harness.compare.runner as runner
+
+    sweep, results = small_sweep
+    calls = []
+    monkeypatch.setattr(runner, "run_task", lambda setup, key, cache: calls.append(key) or {"final_val": 1.0,
+                                                                                           "seconds": 0.0})
+    again = Sweep(sweep.setup, sweep.budgets, sweep.seeds, sweep.variants, sweep.path, cache=sweep.cache,
+                  say=lambda line: None).run()
+    assert calls == [] and again["tasks"] == results["tasks"]
+    with pytest.raises(ValueError, match="holds a comparison with other settings"):
+        Sweep(Setup("tiny", "world:600"), sweep.budgets, sweep.seeds, {}, sweep.path).load()
 
 
-def test_the_notebook_figures_draw_a_comparison(two_seeds):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    from growlib import plots
-
-    ax = plots.plot_compare_curves(two_seeds)
-    assert len(ax.lines) >= 4 and len(ax.collections) == 4  # four paths, each with its shaded spread
-    ax = plots.plot_lr_sweep(two_seeds)
-    assert len(ax.lines[0].get_xdata()) == 3
-    for kind in ("ablations", "upcycling"):
-        ax = plots.plot_variants(two_seeds, kind)
-        assert len(ax.get_yticklabels()) == len(two_seeds[kind])
-
-
-def test_token_budget_scales_the_phases_together():
-    out = compare("tiny", "bundled", seeds=(0,), eval_every=4, token_budget=12 * 8 * 64, lr_factors=(1.0,))
-    assert out["runs"][0]["steps"] == [6, 3, 3]  # the tiny preset's 60:30:30 steps scaled to 12 steps of 8 x 64
-
-
-@pytest.mark.parametrize("bad", [0, 100, True])
-def test_bad_token_budget_fails_before_training(bad):
-    with pytest.raises(ValueError, match="token budget"):
-        compare("tiny", "bundled", seeds=(0,), token_budget=bad)
-
-
-@pytest.mark.parametrize("kwargs, message", [({"seeds": (1, 1)}, "seeds \\[1, 1\\] are invalid"),
-                                             ({"lr_factors": (1.0, -2.0)}, "learning-rate factors")])
-def test_bad_seeds_and_factors_fail_before_training(kwargs, message):
+@pytest.mark.parametrize("kwargs, message", [({"seeds": (1, 1)}, r"seeds \[1, 1\] are invalid"),
+                                             ({"budgets": (1.0, -2.0)}, "budgets"),
+                                             ({"lr_factors": (1.0, -2.0)}, "learning-rate factors"),
+                                             ({"preset": "huge"}, "unknown preset")])
+def test_bad_input_fails_before_training(kwargs, message, tmp_path):
     with pytest.raises(ValueError, match=message):
-        compare("tiny", "bundled", **kwargs)
+        compare(**{"preset": "tiny", "data": "world:500", "json_path": str(tmp_path / "x.json"), **kwargs})
 
 
-def test_phase_starts_recounted_for_older_results_files(two_seeds):
-    from growlib.harness.compare import phase_start_flops, where_grown_path_reaches
-
-    run = two_seeds["runs"][0]
-    stored = phase_start_flops({"preset": "tiny"}, run)
-    older = {k: v for k, v in run.items() if k != "phase_start_flops"}
-    assert phase_start_flops({"preset": "tiny", "steps": None}, {**older, "steps": [60, 30, 30]})[1] > 0
-    assert stored[0] == 0 < stored[1] < stored[2] < run["total_flops"]
-    for baseline in (SCRATCH, SMALL):
-        w = where_grown_path_reaches(two_seeds, run, baseline)
-        assert w["flops"] is None or w["phase"] in (1, 2, 3)
-
-
-@pytest.mark.parametrize("data", ["world", "tinystories"])
-def test_the_committed_results_hold_three_seeds_and_every_key(data):
-    result = load_results(data)
-    assert RESULT_KEYS <= set(result) and len(result["seeds"]) >= 3
-    assert len(result["scratch_lr_sweep"]) >= 3 and {"lr", "final_val"} <= set(result["scratch_lr_sweep"][0])
-    for key in ("saving_vs_scratch_percent", "saving_vs_small_percent"):
-        assert {"mean", "std"} <= set(result[key])
-    assert {GROWN, SCRATCH, SMALL} <= set(result["curves"])
-    assert results_path(data).name == {"world": "compare_bundled.json", "tinystories": "compare_tinystories.json"}[data]
+def test_the_committed_sweep_holds_every_figure_the_issue_names():
+    results = load_results()
+    assert len(results["budgets"]) >= 4
+    for b in results["budgets"]:
+        assert ISSUE_KEYS <= set(b) and len(b["seeds"]) >= 3
+        assert b["scratch_lr_interior"] and b["small_lr_interior"]
+    assert {"phase2", "phase3"} <= set(results["post_growth_rise"])
+    assert len([k for k in results["symmetry"] if k not in ("budget", "default")]) >= 2
+    assert results["seconds"] > 0
 
 
 def test_missing_results_say_how_to_make_them(tmp_path, monkeypatch):
     import growlib.harness.compare as cmp
 
     monkeypatch.setattr(cmp, "RESULTS_DIR", tmp_path)
-    with pytest.raises(FileNotFoundError, match="python -m growlib compare --data world"):
-        cmp.load_results("world")
-    (tmp_path / "compare_bundled.json").write_text(json.dumps({"seeds": [0]}))
-    assert cmp.load_results("world") == {"seeds": [0]}
+    with pytest.raises(FileNotFoundError, match="python -m growlib compare --variants"):
+        cmp.load_results("nothing.json")
+    (tmp_path / "other.json").write_text(json.dumps({"seeds": [0]}))
+    assert cmp.load_results("other.json") == {"seeds": [0]}

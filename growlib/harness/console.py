@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import sys
 
+import torch
+
 from ..accounting import ParamReport, training_flops_per_token
-from ..device import accelerator_peak_flops
+from ..device import accelerator_peak_flops, training_dtype
 from ..model import GPT
 from ..parallel.group import SINGLE, Parallel
 from ..train import PhaseSpec, TrainedStep, is_spike
@@ -139,4 +141,6 @@ class PhaseLog:
         flops_s = tok_s * training_flops_per_token(model.cfg, self.spec.seq_len)
         peak = accelerator_peak_flops(device)
         mfu = f", MFU {100 * flops_s / peak:.1f}% of {peak / 1e12:.0f} TFLOP/s bf16" if peak else ""
-        self.say(f"  throughput: {tok_s:,.0f} tokens/s, {flops_s / 1e12:.3f} TFLOP/s{mfu}")
+        dtype = "bf16 autocast" if training_dtype(device) == torch.bfloat16 else "fp32"
+        self.say(f"  throughput: {tok_s:,.0f} tokens/s, {flops_s / 1e12:.3f} TFLOP/s{mfu} (trained in {dtype}, "
+                 f"weights fp32)")
