@@ -12,8 +12,7 @@ import growlib as gl
 from growlib import explore_upcycling as eu
 
 
-@pytest.fixture(scope="module")
-def lab():
+def _new_lab():
     dense = gl.build_model(gl.get_preset("tiny").model, seed=3)
     with torch.no_grad():  # a trained model's biases are not zero
         for name, p in dense.named_parameters():
@@ -21,6 +20,11 @@ def lab():
                 p.normal_(0.0, 0.05, generator=torch.Generator().manual_seed(len(name)))
     tokens = torch.randint(0, dense.cfg.vocab_size, (2, 32), generator=torch.Generator().manual_seed(0))
     return eu.UpcyclingLab(dense, 4, tokens)
+
+
+@pytest.fixture(scope="module")
+def lab():
+    return _new_lab()
 
 
 def _drawn(lab, top_k, **toggles):
@@ -76,3 +80,29 @@ def test_a_model_too_large_is_said_so_with_the_presets_that_run():
     assert not big.fits()
     assert "cpu" in eu.presets_that_fit() and "recipe" not in eu.presets_that_fit()
     assert "cpu" in big.too_large()
+
+
+def test_headless_the_cell_shows_the_explorers_first_figure_and_no_notice(lab, monkeypatch, capsys):
+    monkeypatch.setenv("GROWLIB_HEADLESS", "1")
+    plt.close("all")
+    assert eu.upcycling_explorer(lab, 2) is None
+    shown = plt.get_fignums()  # the inline backend shows the open figure at the cell's end
+    assert len(shown) == 1 and "NOT exact" in plt.figure(shown[0]).axes[0].get_title()
+    plt.close("all")
+    assert capsys.readouterr().out == ""  # no "GROWLIB_HEADLESS is set" in committed outputs
+
+
+def test_in_a_browser_the_explorer_has_k_and_three_rule_toggles(monkeypatch):
+    widgets = pytest.importorskip("ipywidgets")
+    monkeypatch.setenv("GROWLIB_HEADLESS", "")
+    lab = _new_lab()  # nothing checked yet: every check below was made by a redraw
+    box = eu.upcycling_explorer(lab, 2)
+    controls = [w for row in box.children[:-1] for w in row.children]
+    assert [type(w) for w in controls] == [widgets.IntSlider] + [widgets.ToggleButtons] * 3
+    assert controls[1].value is False  # it opens with the gates not renormalised
+    controls[1].value = True  # every rule kept
+    for name, toggle in zip(("copy_experts", "dropless"), controls[2:]):  # each redraw checks its setting
+        toggle.value = False
+        assert (eu.Rules(**{name: False}), 2) in lab.checks
+        toggle.value = True
+    plt.close("all")
