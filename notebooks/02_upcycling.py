@@ -92,7 +92,7 @@ plots.weights_colorbar(fig, axes[:5]);
 #
 # Right after upcycling every expert is the same MLP, $\mathrm{MLP}_i = \mathrm{MLP}$, so
 # $y = \mathrm{MLP}(u) \sum_{i\in K} g_i = \mathrm{MLP}(u)$, whatever the router says: the model is
-# the dense model (in floats, up to the rounding of $g_1 + g_2$ and of the sum).
+# the dense model (in floats, up to the rounding of the gates' sum and of the weighted sum).
 #
 # Three rules make that true, and each can be broken:
 #
