@@ -139,21 +139,25 @@ def plot_boundary(before: tuple[str, float], after: dict[str, float], ax=None,
 def plot_expert_similarity(similarity, title: str = "How alike the experts are"):
     """Cosine similarity of every pair of experts' weights, one panel per layer.
 
-    ``similarity``: [layers, experts, experts], 1 on the diagonal.
+    ``similarity``: [layers, experts, experts], 1 on the diagonal. The colour scale spans the
+    pairs' values (the same scale in every panel); the diagonal (each expert with itself) is grey.
     """
     sim = np.asarray(similarity, dtype=float)
-    n_layers = sim.shape[0]
+    n_layers, n_exp = sim.shape[0], sim.shape[1]
+    pairs = np.where(np.eye(n_exp, dtype=bool), np.nan, sim)  # [layers, E, E], the diagonal left out
+    lo, hi = np.nanmin(pairs), np.nanmax(pairs)
+    cmap = plt.get_cmap("viridis").copy()
+    cmap.set_bad("0.85")
     fig, axes = plt.subplots(1, n_layers, figsize=(min(3 * n_layers, 14), 3), squeeze=False)
     for layer, ax in enumerate(axes[0]):
-        im = ax.imshow(sim[layer], cmap="viridis", vmin=min(0.0, sim.min()), vmax=1.0)
-        off = sim[layer][~np.eye(sim.shape[1], dtype=bool)]
-        ax.set_title(f"layer {layer}: mean {off.mean():.3f}", fontsize=9)
+        im = ax.imshow(pairs[layer], cmap=cmap, vmin=lo, vmax=max(hi, lo + 1e-6))
+        ax.set_title(f"layer {layer}: mean {np.nanmean(pairs[layer]):.3f}", fontsize=9)
         ax.set_xlabel("expert")
         if layer == 0:
             ax.set_ylabel("expert")
     fig.subplots_adjust(top=0.8, wspace=0.3)
     fig.colorbar(im, ax=list(axes[0]), label="cosine similarity")
-    fig.suptitle(title, fontsize=10, y=0.99)
+    fig.suptitle(f"{title} (scale {lo:.3f} to {hi:.3f}; grey: an expert with itself)", fontsize=10, y=0.99)
     return fig
 
 
@@ -218,32 +222,64 @@ def plot_preservation(results: dict[str, Preservation], ax=None, floor: float = 
     return ax
 
 
-def plot_upcycling_gaps(gaps: dict, router_mode: str, top_k: int, floor: float = 1e-9):
-    """Upcycling's distance from the dense model: per layer for one (mode, k), and against k for each mode.
+def plot_upcycling_gaps(gaps: dict, chosen: str, top_k: int, floor: float = 1e-9):
+    """Upcycling's distance from the dense model: per layer at one k, and against k, one line per setting.
 
-    ``gaps`` maps (router mode, k) to the :class:`Preservation` of that upcycling
-    (:func:`growlib.explore.upcycling_gaps`).
+    ``gaps`` maps (setting, k) to the :class:`Preservation` of that upcycling (the setting in
+    words, e.g. growlib.explore_upcycling's ``Rules.label()``); ``chosen``: the setting whose
+    figures the titles give, at ``top_k``.
     """
     fig, (a, b) = plt.subplots(1, 2, figsize=(12, 3.8))
-    same_k = {f"{mode}, top-{k}": res for (mode, k), res in gaps.items() if k == top_k}
-    chosen = gaps[(router_mode, top_k)]
-    plot_preservation(same_k, a, floor=floor,
-                      title=f"{router_mode}, top-{top_k}: max |Δ| {chosen.overall:.1e} "
-                            f"({'exact' if chosen.passed else 'not exact'})")
+    same_k = {f"{setting}, top-{k}": res for (setting, k), res in gaps.items() if k == top_k}
+    check = gaps[(chosen, top_k)]
+    plot_preservation(same_k, a, floor=floor, title=f"{_verdict(check)}: max |Δlogit| {check.logit_diff:.1e}, "
+                                                    f"residual up to {max(check.layer_diffs):.1e}")
     a.set_xlabel("layer")
-    for mode in dict.fromkeys(m for m, _ in gaps):
-        ks = sorted(k for m, k in gaps if m == mode)
-        line, = b.plot(ks, [max(gaps[(mode, k)].overall, floor) for k in ks], marker="o", label=mode)
-        if mode == router_mode:
-            b.scatter([top_k], [max(chosen.overall, floor)], s=160, facecolors="none",
+    a.set_ylabel("max |Δ residual stream|")
+    for setting in dict.fromkeys(s for s, _ in gaps):
+        ks = sorted(k for s, k in gaps if s == setting)
+        line, = b.plot(ks, [max(gaps[(setting, k)].logit_diff, floor) for k in ks], marker="o", label=setting)
+        if setting == chosen:
+            b.scatter([top_k], [max(check.logit_diff, floor)], s=160, facecolors="none",
                       edgecolors=line.get_color(), lw=2, zorder=3)
     b.axhline(THRESHOLD, color="red", ls="--", lw=1, label=f"threshold {THRESHOLD:g}")
     _log_y(b)
     b.xaxis.set_major_locator(ticker.MaxNLocator(integer=True))
     b.set_xlabel("experts per token (k)")
-    b.set_ylabel("max |Δ| (residual or logits)")
-    b.set_title("The gap against k (○ = the chosen setting)")
+    b.set_ylabel("max |Δlogit|")
+    b.set_title(f"The gap against k (○ = {chosen}, top-{top_k})", fontsize=9)
     b.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def _verdict(check: Preservation) -> str:
+    return "exact (to float rounding)" if check.passed else "NOT exact"
+
+
+def plot_rule_failures(checks: dict[str, Preservation], title: str = "Each rule turned off alone", floor: float = 1e-9):
+    """One bar per setting: its max |Δlogit| from the model before (log axis), the threshold as a line.
+
+    ``checks``: setting in words -> its :class:`Preservation`; each bar is labelled with its value
+    and coloured by the check's verdict (residual stream and logits).
+    """
+    fig, ax = plt.subplots(figsize=(8, 0.55 * len(checks) + 1.4))
+    values = [max(c.logit_diff, floor) for c in checks.values()]
+    colors = ["tab:green" if c.passed else "tab:red" for c in checks.values()]
+    y = np.arange(len(checks))
+    ax.barh(y, values, color=colors, left=floor)
+    for i, (v, c) in enumerate(zip(values, checks.values())):
+        ax.text(v * 1.5, i, f"{v:.1e}  ({'exact' if c.passed else 'not exact'})", va="center", fontsize=8)
+    ax.axvline(THRESHOLD, color="red", ls="--", lw=1, label=f"threshold {THRESHOLD:g}")
+    ax.set_xscale("log")
+    ax.xaxis.set_major_formatter(ticker.FuncFormatter(lambda v, _: f"{v:.0e}"))  # no mathtext (see _log_y)
+    ax.xaxis.set_minor_formatter(ticker.NullFormatter())
+    ax.set_xlim(floor, max(values) * 300)
+    ax.set_yticks(y, list(checks), fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xlabel("max |Δlogit| from the model before")
+    ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=8, loc="upper right")
     fig.tight_layout()
     return fig
 

@@ -19,16 +19,40 @@
 #
 # *Sparse upcycling* (Komatsuzaki et al., ICLR 2023) turns every MLP of the trained dense model
 # into 8 experts, all copies of that MLP, plus a new router that sends each token to 2 of them.
-# Because the two chosen experts are identical and their gates sum to 1, the MoE computes
-# **exactly** what the dense model computed. Training then makes the experts diverge.
+# Because the two chosen experts are identical and their gates sum to 1, the MoE computes the
+# dense model's function, to float rounding. Training then makes the experts diverge.
+
+# %% [markdown]
+# > **Prerequisites.** Notebook 01: the dense GPT, its MLP and its training step (phase 1's
+# > checkpoint is made first if it is missing). PyTorch's `softmax` and `topk`.
+# >
+# > **Learning objectives.** After this notebook you can
+# > - explain why copying the MLP into every expert gives back the dense model, and name the three
+# >   rules that keep it exact (gates renormalised, experts copied exactly, no token dropped);
+# > - predict what softmax-then-top-k does instead (it scales the output by the kept probability
+# >   mass, at least $k/E$) and measure it;
+# > - write a MoE layer and its upcycling in plain PyTorch and check them against growlib's;
+# > - read the router's first gradient, the balance and z losses, and the expert load they lead to;
+# > - measure how identical experts learn apart, and what the MoE costs in total against active
+# >   parameters.
+# >
+# > **Time.** About 2½ minutes at full length on a 2-core CPU (it trains phase 2; under a minute
+# > once phase 2 is trained).
+# >
+# > The terms are defined in the [glossary](glossary.md), the papers listed in the
+# > [references](references.md); the [rule table](rules.md) gives, for every tensor, what
+# > upcycling and the growth of notebook 03 do to it.
 
 # %%
 # %matplotlib inline
+from collections import Counter
+
 import matplotlib.pyplot as plt
+import numpy as np
 import torch
 
 import growlib as gl
-from growlib import harness, plots
+from growlib import explore_upcycling, harness, plots
 
 session = harness.notebook_session()
 dense = harness.ensure_phase(session, 1)
@@ -68,12 +92,24 @@ plots.weights_colorbar(fig, axes[:5]);
 #
 # Right after upcycling every expert is the same MLP, $\mathrm{MLP}_i = \mathrm{MLP}$, so
 # $y = \mathrm{MLP}(u) \sum_{i\in K} g_i = \mathrm{MLP}(u)$, whatever the router says: the model is
-# the dense model, exactly. The other order, a softmax over all $E$ experts and *then* the top $k$
-# of those probabilities $p_i$, gives $y = \mathrm{MLP}(u) \sum_{i \in K} p_i$: the dense output
-# scaled by the probability mass the kept experts hold. A fresh router's scores are small and
-# nearly equal, so each $p_i \approx 1/E$ and the scale is about $k/E$ (here $2/8 = 0.25$):
-# every MLP's contribution shrinks to a quarter. Drop-Upcycling (Nakamura et al., ICLR 2025)
-# breaks exactness another way: it re-initialises half of each expert for diversity.
+# the dense model (in floats, up to the rounding of the gates' sum and of the weighted sum).
+#
+# Three rules make that true, and each can be broken:
+#
+# 1. **The gates are renormalised** over the $k$ chosen experts. The other order, a softmax over
+#    all $E$ experts and *then* the top $k$ of those probabilities $p_i$, gives
+#    $y = \mathrm{MLP}(u) \sum_{i \in K} p_i$: the dense output scaled by the probability mass the
+#    kept experts hold. Those are the $k$ largest of $E$ probabilities that sum to 1, so they hold
+#    **at least** $k/E$ (here $2/8 = 0.25$), exactly $k/E$ only when all $E$ scores are equal. A
+#    fresh router's scores are small but not equal, so expect a scale somewhat above $k/E$: it is
+#    measured below. (Renormalising the kept probabilities, $p_i / \sum_{j \in K} p_j$, gives back
+#    the default's gates exactly: the $e^{z}$ of the other experts cancel.)
+# 2. **Every expert is an exact copy.** Drop-Upcycling (Nakamura et al., ICLR 2025) re-initialises
+#    half of each expert's hidden neurons, for diversity: not exact, by design.
+# 3. **No token is dropped.** growlib's MoE is *dropless*: every token reaches its $k$ experts.
+#    Many MoEs give each expert a *capacity*, $N k / E$ assignments times a capacity factor
+#    (the Switch Transformer's), and drop the overflow; a dropped assignment's share is then
+#    missing from the token's output.
 #
 # Run the dense model and the three upcycled ones on the same fixed validation tokens and
 # compare the logits:
@@ -98,9 +134,9 @@ plots.plot_boundary(("dense model\n(end of phase 1)", val_dense), {k.replace(" (
 
 
 # %% [markdown]
-# **What to notice:** the default is exact to float rounding (1e-6 to 1e-5) and its validation
-# loss equals the dense model's. The other two start from a worse loss: they must re-learn
-# what the dense model knew.
+# **What to notice:** the default's max |Δlogit| is float rounding, far below the 1e-4 threshold,
+# and its validation loss equals the dense model's to the printed digits. The other two start
+# from a worse loss: they must re-learn what the dense model knew.
 #
 # **Predicted, then measured: the $k/E$ scale.** Capture what the first block's MLP receives,
 # then compare the softmax-then-top-k layer's output with the dense MLP's on the same inputs.
@@ -120,16 +156,21 @@ u = mlp_inputs(dense, tokens)
 scaled = variants["softmax then top-k"].blocks[0].mlp
 with torch.no_grad():
     y_dense, (y_scaled, _) = dense.blocks[0].mlp(u), scaled(u)  # a MoE layer returns (output, router statistics)
-    kept = scaled.router.weight.matmul(u.T).T.softmax(-1).topk(cfg.top_k, dim=-1).values.sum(-1)  # [tokens]
+    scores = u @ scaled.router.weight.T  # [tokens, E]: the fresh router's scores z
+    kept = scores.softmax(-1).topk(cfg.top_k, dim=-1).values.sum(-1)  # [tokens]
     ratio = (y_scaled * y_dense).sum(-1) / (y_dense * y_dense).sum(-1)  # y_scaled = ratio * y_dense per token
-print(f"predicted scale k/E = {cfg.top_k / cfg.n_experts:.3f}")
+print(f"predicted scale: at least k/E = {cfg.top_k / cfg.n_experts:.3f}; the scores' spread: "
+      f"std {scores.std():.3f} (about 0.02 |u|: mean |u| = {u.norm(dim=-1).mean():.1f}, sqrt(d) = {u.shape[-1] ** 0.5:.1f})")
 print(f"kept probability mass, mean over {len(u):,} tokens: {kept.mean():.3f} (min {kept.min():.3f}, max {kept.max():.3f})")
 print(f"measured output / dense output, mean: {ratio.mean():.3f}; largest gap to the kept mass: {(ratio - kept).abs().max():.1e}")
 
 # %% [markdown]
-# The kept mass is a little above $k/E$: the router's scores are small but not zero, and the top
-# $k$ are by definition the largest. The output is the dense output times that mass, token by
-# token, to float rounding.
+# The kept mass is above $k/E$ for every token, as it must be: the top $k$ are by definition the
+# largest probabilities. How far above is set by the spread of the scores, $0.02\,\lVert u\rVert$:
+# $u$ is a LayerNorm's output, whose norm is about $\sqrt d$ times its gain (the cell prints
+# both), so the scores' spread is not negligible next to 1, and the softmax visibly favours the
+# best experts. The output is the dense
+# output times that mass, token by token, to float rounding (the largest gap printed).
 #
 # ## The MoE layer, written plainly
 #
@@ -174,30 +215,36 @@ with torch.no_grad():
     print(f"plain forward vs growlib's MoE (same weights):  max |Δ| = {(moe_forward_plain(library_moe, sample) - library_moe(sample)[0]).abs().max():.1e}")
     print(f"plain upcycled block vs the dense MLP:          max |Δ| = {(moe_forward_plain(mine, sample) - y_dense[:256]).abs().max():.1e}")
     print(f"growlib's upcycled block vs the dense MLP:      max |Δ| = {(library_moe(sample)[0] - y_dense[:256]).abs().max():.1e}")
-#
-# ## Explorer: router mode and k against the upcycling gap
-#
-# How far is the upcycled model from the dense one, for each router mode and each number of
-# experts per token? Every combination is upcycled and checked once, here, on one short
-# sequence; the figure then only redraws. Predict before you move the sliders: with top-k then
-# softmax, does k matter? With softmax then top-k, is the gap larger at k = 1 or at k = 8?
-
-# %%
-import ipywidgets as widgets
-
-gaps = gl.upcycling_gaps(dense, cfg.n_experts, tokens[:1, :64])
-plots.plot_upcycling_gaps(gaps, "softmax_topk", cfg.top_k);  # the static figure, at the recipe's k
-
-# %%
-gl.explorer(lambda router_mode, top_k: plots.plot_upcycling_gaps(gaps, router_mode, top_k), dict(
-    router_mode=widgets.ToggleButtons(options=list(gl.ROUTER_MODES), value="softmax_topk", description="router"),
-    top_k=widgets.IntSlider(value=cfg.top_k, min=1, max=cfg.n_experts, description="top-k"),
-))
 
 # %% [markdown]
-# With top-k then softmax every k is exact: the gates always sum to 1. With softmax then
-# top-k the output is scaled by the probability mass the k kept experts hold, about k/E with a
-# fresh router, so the gap shrinks as k grows and vanishes at k = E, where nothing is dropped.
+# ## Explorer: break one rule at a time
+#
+# Each of the three rules above, turned off alone at the recipe's k, on the same validation
+# tokens as the check above (so the bars of the default, of softmax-then-top-k and of
+# Drop-Upcycling are the numbers printed there). The capacity is a factor of 1: each expert takes
+# at most $N k / E$ of the $N k$ assignments, served in token order
+# (`explore_upcycling.CapacityRouter`). Every upcycling is made and checked once; the explorer
+# below reuses them.
+
+# %%
+lab = explore_upcycling.UpcyclingLab(dense, cfg.n_experts, tokens)  # each (rules, k) upcycled and checked once
+explore_upcycling.rule_failures_figure(lab, cfg.top_k);
+
+# %% [markdown]
+# The explorer combines the rules and moves k; each figure sets the setting you chose next to
+# every rule kept, per layer (left) and against k (right). It opens with the gates not
+# renormalised. Predict before you move the controls: with the gates renormalised, does k
+# matter? Without, is the gap larger at k = 1 or at k = 8? With a capacity, what happens at
+# k = 8?
+
+# %%
+explore_upcycling.upcycling_explorer(lab, cfg.top_k)
+
+# %% [markdown]
+# With the gates renormalised every k is exact. Without, the output is scaled by the kept
+# probability mass, which grows with k: the gap is large at small k and vanishes at k = E,
+# where nothing is dropped from the softmax. A capacity drops assignments at every k: a fresh
+# router does not spread the tokens evenly, so some experts overflow.
 #
 # ## Training phase 2
 #
@@ -237,6 +284,11 @@ print(f"with the balance loss:    largest router gradient {max(float(b.mlp.route
 moe = harness.ensure_phase(session, 2, previous=dense)
 
 # %% [markdown]
+# When phase 2 trains here, its banner's **Efficiency** line is the *active fraction*: the
+# parameters one token passes through over all the model's parameters (active ÷ total, computed
+# again below), a measure of sparsity, not of speed or of hardware use.
+
+# %% [markdown]
 # ## One loss curve, two phases
 #
 # At the boundary the curve continues where phase 1 left off: upcycling did not change the
@@ -253,13 +305,20 @@ if b.exact_jump is not None:
 # %% [markdown]
 # ## Do the experts specialise?
 #
-# For each layer, the share of routed tokens that went to each expert at each logged step.
-# At step 0 the router is noise and the experts are identical, so the split is arbitrary;
-# as training goes on, each expert sees different tokens, its weights move apart, and the
-# load-balancing loss keeps any expert from starving (a balanced row is 1/8 = 0.125).
+# For each layer, the share of routed tokens that went to each expert at each logged step
+# (balanced: 1/8 = 0.125 each). At step 0 the router is noise and the experts are identical, so
+# the split is arbitrary; as training goes on, each expert sees different tokens and its weights
+# move apart. The load-balancing loss pulls the shares toward balance, but with its weight of
+# 0.01 it only pulls: it does not stop an expert from being chosen rarely. The cell prints each
+# layer's least and most loaded expert at the last logged step.
 
 # %%
 plots.plot_expert_load(session.history.records, phase=2);
+last = [r for r in session.history.records if r["phase"] == 2 and "expert_tokens" in r][-1]
+for layer, counts in enumerate(np.array(last["expert_tokens"], dtype=float)):  # [E] assignments
+    share = counts / counts.sum()
+    print(f"layer {layer}: least loaded expert {share.argmin()} with {share.min():.3f} of the assignments, "
+          f"most loaded expert {share.argmax()} with {share.max():.3f}")
 
 # %% [markdown]
 # **How far apart did the experts move?** Right after upcycling every expert is the same MLP:
@@ -298,30 +357,36 @@ plots.plot_expert_similarity(gl.expert_similarity(moe), title="After phase 2: co
 
 # %% [markdown]
 # **Which tokens does each expert take?** Route the validation tokens through the first layer's
-# router (its top-1 choice) and list, per expert, the tokens it receives most often:
+# router and list, per expert, how many tokens chose it first and second, and the tokens that
+# choose it first most often:
 
 # %%
-from collections import Counter
-
 with torch.no_grad():
-    first_choice = moe.blocks[0].mlp.router(mlp_inputs(moe, tokens))[1][:, 0]  # [tokens]
+    choices = moe.blocks[0].mlp.router(mlp_inputs(moe, tokens))[1]  # [tokens, k]: best expert first
 ids = tokens.reshape(-1).tolist()
+second = Counter(choices[:, 1].tolist()) if cfg.top_k > 1 else Counter()
 for e in range(cfg.n_experts):
-    mine = Counter(t for t, c in zip(ids, first_choice.tolist()) if c == e)
-    top = ", ".join(repr(session.data.decode([t])) for t, _ in mine.most_common(6))
-    print(f"expert {e}: {sum(mine.values()):5d} tokens; most often {top}")
+    taken = Counter(t for t, c in zip(ids, choices[:, 0].tolist()) if c == e)
+    top = ", ".join(repr(session.data.decode([t])) for t, _ in taken.most_common(6))
+    print(f"expert {e}: first choice of {sum(taken.values()):5d} tokens, second of {second[e]:5d}; most often {top}")
+
+# %% [markdown]
+# **What to notice:** the first choices are far from even, and an expert can be the first
+# choice of only a few of the tokens. The balance loss counts every assignment, first and second,
+# so an expert rarely first can still be busy as a second choice; compare the two columns.
 
 # %% [markdown]
 # ## The price: total versus active parameters
 #
 # The MoE stores 8 experts per layer but a token only runs through 2. The chart compares the
 # two phases of this run's preset: total parameters grew far more than the parameters (and
-# so the compute) each token uses.
+# so the compute) each token uses. The chart's "% active" is the active fraction, the
+# banner's "Efficiency".
 
 # %%
 reports = {p: gl.param_report(m) for p, m in ((1, dense), (2, moe))}
 for p, r in reports.items():
-    print(f"phase {p}:", *r.lines(), sep="\n")
+    print(f"phase {p}:", *r.lines(), f"  active fraction:      {r.active / r.total:.1%} (active / total)", sep="\n")
 plots.plot_budget(reports, title=f"Preset {session.spec.preset!r}: dense vs MoE");
 
 # %% [markdown]
@@ -331,13 +396,6 @@ plots.plot_budget(reports, title=f"Preset {session.spec.preset!r}: dense vs MoE"
 print(harness.sample_text(moe, session, tokens=80))
 
 # %% [markdown]
-# ## What this notebook showed
-#
-# Copying the MLP into every expert gives the dense model back exactly, because the gates of the
-# chosen experts sum to one; the other order of softmax and top-k scales each MLP by the kept
-# probability mass (predicted $k/E$, measured above); the plain loop and growlib's sorted experts
-# compute the same layer; and at the first step only the auxiliary losses move the router.
-#
 # ## The papers
 #
 # - Sparse Upcycling: Komatsuzaki et al., *Sparse Upcycling: Training Mixture-of-Experts from
@@ -347,6 +405,26 @@ print(harness.sample_text(moe, session, tokens=80))
 #   <https://arxiv.org/abs/2101.03961> (the load-balancing loss).
 # - ST-MoE: Zoph et al., *ST-MoE: Designing Stable and Transferable Sparse Expert Models*, 2022,
 #   <https://arxiv.org/abs/2202.08906> (the router z-loss).
+# - Drop-Upcycling: Nakamura et al., *Drop-Upcycling: Training Sparse Mixture of Experts with
+#   Partial Re-initialization*, ICLR 2025, <https://arxiv.org/abs/2502.19261>.
+#
+# Every paper of the series: [references](references.md).
+#
+# ## Summary
+#
+# - Copying the MLP into every expert, with a fresh router, gives back the dense model to float
+#   rounding while three rules hold: the chosen gates sum to 1, the experts are exact copies, and
+#   no token is dropped. Each rule turned off alone puts the model far above the threshold.
+# - Softmax-then-top-k scales each MLP's output by the kept probability mass: at least $k/E$,
+#   above it by as much as the fresh router's scores are spread.
+# - A plain loop over tokens and experts, and a plain upcycling, compute what growlib's sorted
+#   experts compute.
+# - At the first step the language-model loss gives the router no gradient (rounding only); the
+#   balance loss does. The balance loss pulls the load toward even, without making it even.
+# - Identical experts move apart from the first step, because each receives the gradient of its
+#   own tokens; the router alone breaks the symmetry.
+# - The MoE holds $E$ MLPs a layer but runs $k$ a token: its total parameters grow far more than
+#   its active ones (the active fraction).
 #
 # ## Exercises
 #
@@ -357,4 +435,6 @@ print(harness.sample_text(moe, session, tokens=80))
 # 2. **Noise on the router.** Add Gaussian noise to the router's scores before the top-k (as some
 #    MoEs do during training). Is the upcycled model still exact? Why?
 # 3. **A perfectly balanced router.** What is $\mathcal{L}_\text{balance}$ when every expert gets
-#    the same share of tokens and the same mean probability? When one expert gets everything?
+#    the same share of the assignments and the same mean probability? With top-2 routing every
+#    token goes to two *different* experts: what is the largest share $f_i$ one expert can take,
+#    and the largest $\mathcal{L}_\text{balance}$? What would it be with top-1?

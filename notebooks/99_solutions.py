@@ -76,8 +76,9 @@ print(f"T = {tokens_1:,} tokens; 6NT = {six_nt:.3e} FLOPs; gl.training_flops_per
 #
 # ## 02 · Upcycling
 #
-# **1. The scale at every k.** Predicted $k/E$; measured as the ratio of the upcycled layer's
-# output to the dense MLP's, on random normalised inputs:
+# **1. The scale at every k.** Predicted: at least $k/E$ (the $k$ largest of $E$ probabilities
+# that sum to 1), exactly $k/E$ only if every score were equal. Measured as the ratio of the
+# upcycled layer's output to the dense MLP's, on random normalised inputs:
 
 # %%
 dense = gl.build_model(c, seed=1)
@@ -92,8 +93,8 @@ with torch.no_grad():
         print(f"k = {k}: predicted {k / 8:.3f}, measured {ratio:.3f}")
 
 # %% [markdown]
-# Above $k/E$ at small k: a fresh router's scores are small but not zero (standard deviation
-# about $0.02\sqrt d \approx 0.23$ here), and the top k are by definition the largest
+# Above $k/E$ at every $k < E$: a fresh router's scores are small but not zero (standard
+# deviation about $0.02\sqrt d$, 0.23 at this width), and the top k are by definition the largest
 # probabilities. Exactly 1 at $k = E$, where nothing is dropped.
 #
 # **2. Noise on the router.** Still exact. Noise changes *which* experts a token goes to and
@@ -111,21 +112,31 @@ with torch.no_grad():
 print(f"noisy routing vs the dense MLP: max |Δ| = {(noisy - y).abs().max():.1e}")
 
 # %% [markdown]
-# **3. A perfectly balanced router.** With $f_i = P_i = 1/E$: $E \sum_i \frac{1}{E}\cdot\frac{1}{E} = 1$.
-# With everything on one expert ($f_1 = P_1 = 1$): $E \cdot 1 = E$. Measured with growlib's
-# function:
+# **3. A perfectly balanced router.** With $f_i = P_i = 1/E$:
+# $E \sum_i \frac{1}{E}\cdot\frac{1}{E} = 1$. Under top-2 no expert can take everything: every
+# token sends one of its $k = 2$ assignments to each of two *different* experts, so an expert's
+# share is at most $f_i \le 1/k$. Since $\sum_i P_i = 1$,
+# $\mathcal{L}_\text{balance} = E \sum_i f_i P_i \le E \max_i f_i \le E/k$: 4 for 8 experts at
+# top-2, reached when every token picks the same two experts (each $f = 1/2$), whatever the
+# probabilities among those two. Only top-1 lets one expert take everything ($f_1 = P_1 = 1$),
+# and then the loss is $E$. Measured with growlib's function:
 
 # %%
 from growlib.moe import switch_balance_loss
 
-n = 800
-balanced_probs = torch.full((n, 8), 1 / 8)
-balanced_ids = torch.arange(n).remainder(8)[:, None]
-collapsed_probs = torch.zeros(n, 8)
-collapsed_probs[:, 0] = 1
-collapsed_ids = torch.zeros(n, 1, dtype=torch.long)
-print(f"balanced: {switch_balance_loss(balanced_probs, balanced_ids, 8):.3f} (predicted 1); "
-      f"collapsed: {switch_balance_loss(collapsed_probs, collapsed_ids, 8):.3f} (predicted 8)")
+n, E = 800, 8
+balanced_probs = torch.full((n, E), 1 / E)
+balanced_ids = torch.stack([torch.arange(n), torch.arange(n) + 1], 1).remainder(E)  # [n, 2]: all experts alike
+pair_probs = torch.zeros(n, E)
+pair_probs[:, :2] = 0.5  # the router's whole probability on experts 0 and 1
+pair_ids = torch.tensor([[0, 1]]).expand(n, 2)  # every token to experts 0 and 1
+one_expert = torch.zeros(n, E)
+one_expert[:, 0] = 1.0  # the probability on expert 0 alone; under top-2 its partner still takes half the assignments
+top1_ids = torch.zeros(n, 1, dtype=torch.long)  # top-1: every token to expert 0
+print(f"top-2, balanced:                    {switch_balance_loss(balanced_probs, balanced_ids, E):.3f} (predicted 1)")
+print(f"top-2, every token to experts 0, 1: {switch_balance_loss(pair_probs, pair_ids, E):.3f} with probabilities "
+      f"(1/2, 1/2), {switch_balance_loss(one_expert, pair_ids, E):.3f} with (1, 0) (predicted E/k = {E / 2:.0f})")
+print(f"top-1, every token to expert 0:     {switch_balance_loss(one_expert, top1_ids, E):.3f} (predicted E = {E})")
 
 # %% [markdown]
 # ## 03 · Bilateral growth
@@ -247,16 +258,19 @@ print(f"final loss: small - grown = {gap:+.4f} nats; larger std {max(g['std'], s
 # ## 05 · Scale out
 #
 # **1. Four processes for the recipe.** Weights, gradients and AdamW's two moments are 16 bytes a
-# parameter; FSDP divides them by the process count; the gathered groups come on top:
+# parameter; FSDP divides them by the process count; the gathered groups and the activations of
+# each process's rows (the recipe's batch over 4, at its sequence length) come on top:
 
 # %%
 recipe = gl.get_preset("recipe")
 grown_cfg = gl.phase_configs(recipe.model, recipe.growth)[3]
 n_params = gl.analytic_params(grown_cfg)[0]
 print(f"predicted: 16 x {n_params / 1e9:.3f} B / 4 = {16 * n_params / 4 / 1e9:.2f} GB a process")
-plan4 = gl.estimate_memory(grown_cfg, 2, 512, shards=4)
-print(f"plan: weights+gradients+AdamW {(plan4.model + plan4.gradients + plan4.optimizer) / 1e9:.2f} GB, "
-      f"gathered {plan4.gathered / 1e9:.2f} GB, activations {plan4.activations / 1e9:.2f} GB")
+rows, seq_len = recipe.train.batch_size // 4, recipe.train.seq_len  # this process's rows of the global batch
+plan4 = gl.estimate_memory(grown_cfg, rows, seq_len, shards=4)
+print(f"plan ({rows} rows x {seq_len} tokens a process): weights+gradients+AdamW "
+      f"{(plan4.model + plan4.gradients + plan4.optimizer) / 1e9:.2f} GB, gathered {plan4.gathered / 1e9:.2f} GB, "
+      f"activations {plan4.activations / 1e9:.2f} GB; total {plan4.total / 1e9:.2f} GB (notebook 00's torchrun line)")
 
 # %% [markdown]
 # **2. Three processes.** The run refuses before anything starts: the average of the processes'
