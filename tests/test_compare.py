@@ -73,8 +73,7 @@ def _done(keys_and_losses: dict) -> dict:
 def test_the_first_seed_sweeps_until_the_best_rate_is_inside_then_the_others_train_it():
     setup = Setup("tiny", "world:500")  # tiny: dense rate 3e-3, first rates 1.5e-3, 3e-3, 6e-3
     start = {t.key for t in ready(setup, {}, (1.0,), (0, 1), {})}
-    assert start == {"1/0/grown", "1/1/grown", "1/0/scratch@0.0015", "1/0/scratch@0.003", "1/0/scratch@0.006",
-                     "1/0/small@0.0015", "1/0/small@0.003", "1/0/small@0.006"}
+    assert start == {f"1/0/{kind}@{lr}" for kind in ("grown", "scratch", "small") for lr in ("0.0015", "0.003", "0.006")}
     edge = _done({"1/0/scratch@0.0015": 2.0, "1/0/scratch@0.003": 1.9, "1/0/scratch@0.006": 1.8})
     assert next_rate(setup, {0.0015: 2.0, 0.003: 1.9, 0.006: 1.8}) == 0.012  # best at the top: one more, x2
     assert "1/0/scratch@0.012" in {t.key for t in ready(setup, edge, (1.0,), (0, 1), {})}
@@ -92,12 +91,15 @@ def test_a_sweep_stops_growing_at_its_stated_limit():
     assert chosen_rate(setup, done, 1.0, "small", 0) == 0.012
 
 
-def test_variants_wait_for_the_grown_path_that_keeps_their_models():
+def test_variants_wait_for_the_grown_path_at_its_chosen_rate():
     setup = Setup("tiny", "world:500")
     variants = {"phase3": (1.0,)}
-    assert not any(":" in t.path for t in ready(setup, {}, (1.0,), (0,), variants))
-    after = {t.path for t in ready(setup, _done({"1/0/grown": 1.0}), (1.0,), (0,), variants)}
-    assert "dense_continued" in after and "phase3:no transition (control)" in after
+    assert not any(":" in t.path for t in ready(setup, {}, (1.0,), (0, 1), variants))
+    sweep = _done({"1/0/grown@0.0015": 1.2, "1/0/grown@0.003": 1.0, "1/0/grown@0.006": 1.1})
+    after = {t.key for t in ready(setup, sweep, (1.0,), (0, 1), variants)}
+    assert "1/1/grown@0.003" in after  # the other seed trains the chosen rate
+    assert "1/0/dense_continued" in after and "1/0/phase3:no transition (control)" in after
+    assert "1/1/dense_continued" not in after  # not before its own grown path is done
     assert Task.parse("3/2/phase3:fresh, re-warmed").key == "3/2/phase3:fresh, re-warmed"
 
 
@@ -132,7 +134,7 @@ def test_every_budget_reports_what_notebook_04_reads(small_sweep):
 def test_the_grown_path_preserves_the_function_at_each_transition(small_sweep):
     _, results = small_sweep
     for key, r in results["tasks"].items():
-        if key.endswith("/grown"):
+        if "/grown@" in key:
             assert r["boundaries"]["2"]["exact"] < 1e-4 and r["boundaries"]["3"]["exact"] < 1e-4
             assert abs(r["boundaries"]["3"]["after"] - r["boundaries"]["3"]["before"]) < 1e-4
 

@@ -127,10 +127,12 @@ class GrownPath:
     """The recipe's path at one budget: its phases' lengths and specs, its curve and its records."""
 
     def __init__(self, s: Session, setup: Setup, steps: tuple[int, int, int], transitions: dict[int, Transition],
-                 lengths: dict[int, int] | None = None):
+                 lengths: dict[int, int] | None = None, lr: float | None = None):
         """``lengths``: a phase trained for other steps than ``steps`` plans (a variant's other model, of
-        other FLOPs per step): its part of the schedule is stretched to them."""
+        other FLOPs per step): its part of the schedule is stretched to them. ``lr``: the path's peak
+        rate (default: the preset's dense-phase rate); every phase's peak scales with it."""
         self.s, self.setup, self.steps, self.transitions = s, setup, steps, transitions
+        self.lr_factor = 1.0 if lr is None else lr / s.spec.train.lr_phase1
         self.lengths = {p: n for p, n in (lengths or {}).items() if n != steps[p - 1]}
         self.step_flops = {p: setup.step_flops(p) for p in (1, 2, 3)}
         for p, n in self.lengths.items():  # the same compute over another number of steps
@@ -141,7 +143,7 @@ class GrownPath:
         self.clones: list[list[float]] = []
 
     def spec(self, phase: int) -> PhaseSpec:
-        spec = grown_phase_spec(self.setup, self.s.spec.train, self.steps, phase, self.transitions)
+        spec = grown_phase_spec(self.setup, self.s.spec.train, self.steps, phase, self.transitions, self.lr_factor)
         return stretched(spec, self.lengths[phase]) if phase in self.lengths else spec
 
     def train(self, phase: int, model: GPT, optimizer_state=None, lr_scales=(), clones=None, new_params=()):
@@ -186,11 +188,12 @@ def stretched(spec: PhaseSpec, steps: int) -> PhaseSpec:
 
 
 def grown_path(setup: Setup, seed: int, steps: tuple[int, int, int], transitions: dict[int, Transition],
-               folder: Path | None = None) -> dict:
-    """(i) at one budget for ``seed``: its curve, boundaries, rises, final and fit losses, clone similarity."""
+               folder: Path | None = None, lr: float | None = None) -> dict:
+    """(i) at one budget for ``seed``, peak rate ``lr``: its curve, boundaries, rises, final and fit losses,
+    clone similarity."""
     started = time.perf_counter()
     s = open_for(setup, seed)
-    path = GrownPath(s, setup, steps, transitions)
+    path = GrownPath(s, setup, steps, transitions, lr=lr)
     dense = build_model(s.spec.model, seed=seed)
     path.curve.add(0.0, s.eval(dense))
     opt = path.train(1, dense)
@@ -205,7 +208,7 @@ def grown_path(setup: Setup, seed: int, steps: tuple[int, int, int], transitions
     path.enter(3, path.curve.val[-1], s.eval(big), exact)
     path.clones.append([0, 1.0 - clone_similarity(big, clone_pairs(moe.cfg.d_mlp, big.cfg.d_mlp))])
     path.train(3, big, _loader(big, state), scales, clone_pairs(moe.cfg.d_mlp, big.cfg.d_mlp), inserted(s, moe, big))
-    return {"curve": path.curve.to_json(), "phase_start_flops": path.start, "steps": list(steps),
+    return {"curve": path.curve.to_json(), "phase_start_flops": path.start, "steps": list(steps), "lr": lr,
             "boundaries": {str(p): {**b, "rise": path.rise(p)} for p, b in path.boundary.items() if "before" in b},
             "final_val": path.curve.val[-1], "train_fit": evaluate(big, _fit_batches(s), s.device),
             "clone_one_minus_cos": path.clones, "seconds": time.perf_counter() - started}
@@ -226,8 +229,9 @@ class Change:
 
 
 def phase_variant(setup: Setup, seed: int, steps: tuple[int, int, int], transitions: dict[int, Transition],
-                  folder: Path, phase: int, change: Change) -> dict:
-    """Phase ``phase`` (2 or 3) again from the grown path's kept model of the phase before, ``change`` made.
+                  folder: Path, phase: int, change: Change, lr: float | None = None) -> dict:
+    """Phase ``phase`` (2 or 3) again from the grown path's kept model of the phase before, ``change`` made
+    (``lr``: that path's peak rate).
 
     Returns its curve over the phase, its boundary record and rise, its final and fit losses and,
     in phase 3, the copies' similarity. A change of growth gets as many phase-3 steps as the
@@ -246,7 +250,7 @@ def phase_variant(setup: Setup, seed: int, steps: tuple[int, int, int], transiti
         scales = ()
     else:
         new, exact, carried, scales = grown(s, old, state, tr.get(3, Transition()), change.asymmetry, change.reinit)
-    path = GrownPath(s, setup, steps, tr, lengths={phase: _same_flops(setup, steps, phase, new, change)})
+    path = GrownPath(s, setup, steps, tr, lengths={phase: _same_flops(setup, steps, phase, new, change)}, lr=lr)
     path.enter(phase, s.eval(old), s.eval(new), exact)
     pairs = clone_pairs(old.cfg.d_mlp, new.cfg.d_mlp) if phase == 3 and new.cfg.d_mlp > old.cfg.d_mlp else None
     if pairs is not None:

@@ -25,7 +25,7 @@ from ..paths import RUNS_DIR
 from .paths import Change, from_scratch, grown_path, phase_variant
 from .setup import Setup, Transition
 from .summary import summarize
-from .tasks import BASELINE_PHASE, VARIANT_GROUPS, Task, ready
+from .tasks import BASELINE_PHASE, VARIANT_GROUPS, Task, chosen_rate, ready
 
 FORMAT = "growlib-sweep-1"
 PHASE_OF_GROUP = {"phase2": 2, "phase3": 3, "symmetry": 3, "gentle": 3}
@@ -41,25 +41,33 @@ def cache_folder(setup: Setup) -> Path:
     return RUNS_DIR / f"compare-{setup.preset}-{digest}"
 
 
-def run_task(setup: Setup, key: str, cache: str) -> dict:
-    """One task, in this process: its result (see growlib.harness.compare.paths)."""
+def _kept(cache: str, t: Task, lr: float) -> Path:
+    """The folder where the grown path of ``t``'s budget and seed at rate ``lr`` keeps its models."""
+    return Path(cache) / f"{t.budget:g}-{t.seed}@{lr:.4g}"
+
+
+def run_task(setup: Setup, key: str, cache: str, grown_lr: float | None = None) -> dict:
+    """One task, in this process: its result (see growlib.harness.compare.paths).
+
+    ``grown_lr``: the grown path's chosen rate at the task's budget (a variant starts from that path).
+    """
     t = Task.parse(key)
     flops = setup.budget_flops(t.budget)
     steps = setup.grown_steps(flops)
-    folder = Path(cache) / f"{t.budget:g}-{t.seed}"
-    if t.path == "grown":
-        return grown_path(setup, t.seed, steps, _transitions(setup), folder)
     if "@" in t.path:
         kind, lr = t.path.split("@")
+        if kind == "grown":
+            return grown_path(setup, t.seed, steps, _transitions(setup), _kept(cache, t, float(lr)), float(lr))
         return from_scratch(setup, t.seed, flops, BASELINE_PHASE[kind], float(lr))
+    folder = _kept(cache, t, grown_lr)
     if not (folder / "moe.json").exists():  # the kept models are gone: the grown path makes them again
-        grown_path(setup, t.seed, steps, _transitions(setup), folder)
+        grown_path(setup, t.seed, steps, _transitions(setup), folder, grown_lr)
     if t.path == "dense_continued":
         return phase_variant(setup, t.seed, steps, _transitions(setup), folder, 2,
-                             Change(no_transition=True, match_flops=True))
+                             Change(no_transition=True, match_flops=True), grown_lr)
     group, name = t.path.split(":", 1)
     return phase_variant(setup, t.seed, steps, _transitions(setup), folder, PHASE_OF_GROUP[group],
-                         VARIANT_GROUPS[group][name])
+                         VARIANT_GROUPS[group][name], grown_lr)
 
 
 def _one_thread() -> None:
@@ -124,6 +132,9 @@ class Sweep:
         tasks = [t for t in ready(self.setup, done, self.budgets, self.seeds, self.variants) if t.key not in running]
         return sorted(tasks, key=lambda t: -_cost(self.setup, t))
 
+    def _grown_lr(self, done: dict, task: Task) -> float | None:
+        return chosen_rate(self.setup, done, task.budget, "grown", self.seeds[0])
+
     def _record(self, results: dict, key: str, result: dict) -> None:
         results["tasks"][key] = result
         results["task_seconds"] += result["seconds"]
@@ -134,14 +145,16 @@ class Sweep:
     def _here(self, results: dict) -> None:
         cache = str(self.cache or cache_folder(self.setup))
         while pending := self._pending(results["tasks"], set()):
-            self._record(results, pending[0].key, run_task(self.setup, pending[0].key, cache))
+            task = pending[0]
+            self._record(results, task.key, run_task(self.setup, task.key, cache, self._grown_lr(results["tasks"], task)))
 
     def _in_processes(self, results: dict) -> None:
         cache, running = str(self.cache or cache_folder(self.setup)), {}
         with ProcessPoolExecutor(self.processes, mp_context=get_context("spawn"), initializer=_one_thread) as pool:
             while True:
                 for task in self._pending(results["tasks"], set(running.values()))[:self.processes - len(running)]:
-                    running[pool.submit(run_task, self.setup, task.key, cache)] = task.key
+                    lr = self._grown_lr(results["tasks"], task)
+                    running[pool.submit(run_task, self.setup, task.key, cache, lr)] = task.key
                 if not running:
                     return
                 finished, _ = wait(running, return_when=FIRST_COMPLETED)

@@ -108,18 +108,19 @@ class Setup:
 
 
 def grown_phase_spec(setup: Setup, train: TrainConfig, steps: tuple[int, int, int], phase: int,
-                     transitions: dict[int, Transition]) -> PhaseSpec:
+                     transitions: dict[int, Transition], lr_factor: float = 1.0) -> PhaseSpec:
     """Phase ``phase`` of the grown path: its length, and its learning rate by the transitions.
 
     The path is cut where a transition re-warms; each piece has one warm-up and one cosine decay
     over its length, peaking at the rate of its first phase (times that transition's ``peak``).
-    With every transition continuing, the whole path is one piece at phase 1's rate.
+    With every transition continuing, the whole path is one piece at phase 1's rate. ``lr_factor``
+    scales every peak: the path's own learning-rate sweep (growlib.harness.compare.tasks).
     """
     starts = [1] + [p for p in (2, 3) if transitions.get(p, Transition()).schedule == "rewarm"]
     first = max(p for p in starts if p <= phase)  # the piece ``phase`` belongs to starts here
     last = min([p - 1 for p in starts if p > phase] + [3])
     length = sum(steps[first - 1:last])
-    peak = train.lr(first) * (transitions[first].peak if first > 1 else 1.0)
+    peak = train.lr(first) * (transitions[first].peak if first > 1 else 1.0) * lr_factor
     return dataclasses.replace(PhaseSpec.of(train, phase), steps=steps[phase - 1], peak_lr=peak,
                                warmup=setup.warmup(length), lr_offset=sum(steps[first - 1:phase - 1]),
                                lr_total=length)

@@ -11,8 +11,8 @@ import math
 
 from ...curves import Curve, curves_over_seeds, percent, saving, separated, spread
 from .setup import Setup
-from .tasks import (BASELINES, GENTLE_VARIANTS, PHASE2_VARIANTS, PHASE3_VARIANTS, SYMMETRY_VARIANTS, chosen_rate,
-                    lr_key, sweep_of)
+from .tasks import (BASELINES, GENTLE_VARIANTS, PHASE2_VARIANTS, PHASE3_VARIANTS, SWEPT, SYMMETRY_VARIANTS,
+                    chosen_rate, lr_key, sweep_of)
 
 PATHS = ("grown", "scratch", "small", "dense_continued", "moe")
 
@@ -39,13 +39,12 @@ def _given_small(grown: dict, scratch: dict) -> tuple[float, bool]:
 
 def _seed_runs(setup: Setup, done: dict, budget: float, seeds: tuple[int, ...]) -> list[dict]:
     """Per seed whose every path is done at ``budget``: its grown path, baselines and dense model continued."""
-    rates = {kind: chosen_rate(setup, done, budget, kind, seeds[0]) for kind in BASELINES}
+    rates = {kind: chosen_rate(setup, done, budget, kind, seeds[0]) for kind in SWEPT}
     if None in rates.values():
         return []
     runs = []
     for seed in seeds:
-        keys = {"grown": "grown", "dense_continued": "dense_continued",
-                **{kind: lr_key(kind, rate) for kind, rate in rates.items()}}
+        keys = {"dense_continued": "dense_continued", **{kind: lr_key(kind, rate) for kind, rate in rates.items()}}
         found = {path: done.get(f"{budget:g}/{seed}/{key}") for path, key in keys.items()}
         if all(found.values()):
             runs.append({"seed": seed, **found})
@@ -54,7 +53,7 @@ def _seed_runs(setup: Setup, done: dict, budget: float, seeds: tuple[int, ...]) 
 
 def _lr_sweeps(setup: Setup, done: dict, budget: float, seed: int) -> dict:
     out = {}
-    for kind in BASELINES:
+    for kind in SWEPT:
         tried = sweep_of(done, budget, kind, seed)
         best = min(tried, key=tried.get)
         out[f"{kind}_lr_sweep"] = [{"lr": lr, "final_val": v} for lr, v in sorted(tried.items())]
@@ -130,14 +129,22 @@ def _clone_gap(result: dict) -> float:
     return trace[-1][1] if trace else float("nan")
 
 
-def _rises(done: dict, seeds: tuple[int, ...], at: tuple[float, ...]) -> dict:
+def _chosen_grown(setup: Setup, done: dict, budget: float, seeds: tuple[int, ...]) -> dict[int, dict]:
+    """The grown path at its chosen rate, by seed, for the seeds that ran it (empty while its sweep goes on)."""
+    rate = chosen_rate(setup, done, budget, "grown", seeds[0])
+    if rate is None:
+        return {}
+    return {seed: done[k] for seed in seeds if (k := f"{budget:g}/{seed}/{lr_key('grown', rate)}") in done}
+
+
+def _rises(setup: Setup, done: dict, seeds: tuple[int, ...], at: tuple[float, ...]) -> dict:
     """The rise after each transition: the default (grown path) and each variant, at the variants' budget."""
     if not at:
         return {}
     budget = at[0]
-    out = {"budget": budget}
+    out = {"budget": budget, "grown_lr": chosen_rate(setup, done, budget, "grown", seeds[0])}
     for phase, names in ((2, PHASE2_VARIANTS), (3, PHASE3_VARIANTS)):
-        grown = [done[k] for seed in seeds if (k := f"{budget:g}/{seed}/grown") in done]
+        grown = list(_chosen_grown(setup, done, budget, seeds).values())
         entry = {"default": spread([g["boundaries"][str(phase)]["rise"] for g in grown])} if grown else {}
         for name, found in _variants(done, budget, seeds, f"phase{phase}", names).items():
             entry[name] = {**spread([r["rise"] for r in found.values()]),
@@ -146,13 +153,13 @@ def _rises(done: dict, seeds: tuple[int, ...], at: tuple[float, ...]) -> dict:
     return out
 
 
-def _symmetry_and_gentle(done: dict, seeds: tuple[int, ...], variants: dict) -> dict:
+def _symmetry_and_gentle(setup: Setup, done: dict, seeds: tuple[int, ...], variants: dict) -> dict:
     out = {}
     for group, names in (("symmetry", SYMMETRY_VARIANTS), ("gentle", GENTLE_VARIANTS)):
         if not variants.get(group):
             continue
         budget = variants[group][0]
-        grown = {seed: done[k] for seed in seeds if (k := f"{budget:g}/{seed}/grown") in done}
+        grown = _chosen_grown(setup, done, budget, seeds)
         entry = {"budget": budget}
         if grown:
             entry["default"] = {"one_minus_cos": spread([_clone_gap(g) for g in grown.values()]),
@@ -170,8 +177,8 @@ def _symmetry_and_gentle(done: dict, seeds: tuple[int, ...], variants: dict) -> 
 def summarize(setup: Setup, done: dict, budgets: tuple[float, ...], seeds: tuple[int, ...], variants: dict) -> dict:
     """Every figure of the comparison that the tasks ``done`` so far allow."""
     entries = [e for b in sorted(budgets) if (e := budget_entry(setup, done, b, seeds)) is not None]
-    return {"budgets": entries, "crossover": crossover(entries), "post_growth_rise": _rises(done, seeds,
+    return {"budgets": entries, "crossover": crossover(entries), "post_growth_rise": _rises(setup, done, seeds,
                                                                                             variants.get("phase3", ())),
-            **_symmetry_and_gentle(done, seeds, variants),
+            **_symmetry_and_gentle(setup, done, seeds, variants),
             "seconds": sum(r["seconds"] for r in done.values()), "grown_active_params": setup.grown_active_params(),
             "seeds": list(seeds), "budgets_requested": sorted(budgets)}

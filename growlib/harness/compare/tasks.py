@@ -1,10 +1,10 @@
 """The comparison's work, cut into tasks: one path, at one budget, for one seed (at one learning rate).
 
 A task is named ``<budget>/<seed>/<path>``, the budget in tokens per active parameter of the grown
-architecture: ``3/0/grown``, ``20/1/small@0.0015``, ``3/2/phase3:fresh, re-warmed``. Which tasks
-can run depends on which are done (:func:`ready`): the baselines' learning-rate sweeps grow from
-what the first seed found, the other seeds train at its best rate, the variants start from the
-grown path's kept models. A task's result is a plain dict, written to the results file as soon
+architecture: ``3/0/grown@0.003``, ``20/1/small@0.0015``, ``3/2/phase3:fresh, re-warmed``. Which
+tasks can run depends on which are done (:func:`ready`): every path's learning-rate sweep (the
+grown path's, and each baseline's) grows from what the first seed found, the other seeds train
+at its best rate, the variants start from the kept models of the grown path at its best rate. A task's result is a plain dict, written to the results file as soon
 as it ends, so a comparison stops and resumes at any task.
 """
 
@@ -16,6 +16,7 @@ from .paths import Change
 from .setup import Setup, Transition
 
 BASELINES = ("scratch", "small")  # the grown architecture from scratch, the small dense model from scratch
+SWEPT = ("grown", *BASELINES)  # the paths whose peak learning rate is swept
 BASELINE_PHASE = {"scratch": 3, "small": 1}  # whose model each trains
 
 # the variants of notebook 04, each re-running one phase from the grown path's kept model
@@ -47,7 +48,7 @@ VARIANT_GROUPS = {"phase2": PHASE2_VARIANTS, "phase3": PHASE3_VARIANTS, "symmetr
 class Task:
     budget: float  # tokens per active parameter of the grown architecture
     seed: int
-    path: str  # grown | dense_continued | scratch@<lr> | small@<lr> | <group>:<variant>
+    path: str  # grown@<lr> | dense_continued | scratch@<lr> | small@<lr> | <group>:<variant>
 
     @property
     def key(self) -> str:
@@ -91,9 +92,9 @@ def chosen_rate(setup: Setup, done: dict, budget: float, kind: str, seed: int) -
 
 
 def _sweep_tasks(setup: Setup, done: dict, budget: float, seeds: tuple[int, ...]) -> list[Task]:
-    """The first seed sweeps each baseline's rate (growing it past an edge); the other seeds then train its best."""
+    """The first seed sweeps each path's rate (growing it past an edge); the other seeds then train its best."""
     tasks, first = [], seeds[0]
-    for kind in BASELINES:
+    for kind in SWEPT:
         tried = sweep_of(done, budget, kind, first)
         missing = [r for r in first_rates(setup) if r not in tried]
         if missing:
@@ -111,12 +112,13 @@ def ready(setup: Setup, done: dict, budgets: tuple[float, ...], seeds: tuple[int
     """Every task that can run now and has not run: ``variants`` maps a group to the budgets it runs at."""
     tasks: list[Task] = []
     for budget in budgets:
-        for seed in seeds:
-            tasks.append(Task(budget, seed, "grown"))
-            if f"{budget:g}/{seed}/grown" in done:
-                tasks.append(Task(budget, seed, "dense_continued"))
-                for group, at in variants.items():
-                    if budget in at:
-                        tasks += [Task(budget, seed, f"{group}:{name}") for name in VARIANT_GROUPS[group]]
         tasks += _sweep_tasks(setup, done, budget, seeds)
+        rate = chosen_rate(setup, done, budget, "grown", seeds[0])
+        for seed in seeds:
+            if rate is None or f"{budget:g}/{seed}/{lr_key('grown', rate)}" not in done:
+                continue  # the dense model continued and the variants start from the chosen grown path
+            tasks.append(Task(budget, seed, "dense_continued"))
+            for group, at in variants.items():
+                if budget in at:
+                    tasks += [Task(budget, seed, f"{group}:{name}") for name in VARIANT_GROUPS[group]]
     return [t for t in tasks if t.key not in done]
