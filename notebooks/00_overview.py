@@ -189,7 +189,7 @@ plots.plot_budget(reports, title="The recipe's three phases");
 # and 8 for the optimizer's two moments: 16 bytes. Activations (what the forward pass keeps for
 # the backward pass) come on top and grow with batch × sequence length.
 #
-# A run that trains on a plain CPU adds two lines to this table, the runtime's memory and the
+# A run that trains on a plain CPU adds two lines to the table below, the runtime's memory and the
 # C heap's slack; the appendix [Memory on a CPU](../docs/memory-on-a-cpu.md) explains them.
 
 # %%
