@@ -17,6 +17,25 @@
 # %% [markdown]
 # # 00 · Growing a language model: the plan
 #
+# > **Prerequisites.** Python and PyTorch; what a transformer block is (attention, an MLP,
+# > LayerNorm, residual connections). Nothing is trained here: this notebook only counts.
+# >
+# > **Learning objectives.** After this notebook you can
+# > - say what each of the series' three phases does to the model, and why each transition is
+# >   meant to leave its function unchanged;
+# > - name real models that were grown or upcycled, and the condition under which growth pays;
+# > - count a GPT's parameters by hand and check the count against its tensors;
+# > - tell a Mixture-of-Experts' total parameters from its active ones, and estimate training
+# >   compute as $6\,N_\text{active}$ FLOPs per token;
+# > - estimate the memory that training each phase needs, and pick a way to fit it.
+# >
+# > **Time.** Under a minute at full length on a 2-core CPU (last measured: 13 s).
+# >
+# > The words of the series are in the [glossary](glossary.md), its papers in the
+# > [references](references.md), and every rule of upcycling and growth, tensor by tensor, in
+# > the [rule table](rules.md).
+
+# %% [markdown]
 # This series trains a small GPT on children's stories and then makes it **bigger without
 # starting over**:
 #
@@ -27,12 +46,31 @@
 # 3. **Bilateral growth** (notebook 03): the MoE becomes twice as wide and 4 layers deeper, again
 #    without changing what it computes, verified layer by layer, and training continues.
 #
-# **Why grow instead of training the big model from scratch?** A big model trained from scratch
-# spends its first thousands of steps learning what a small model learns far more cheaply:
-# spelling, grammar, who the characters are. Growth hands that knowledge to the big model
-# for free, so the expensive steps are spent on what only the big model can learn. Papers
-# report 33-57% of the compute saved (LEMON, G_stack, bert2BERT); notebook 04
-# measures it here, against baselines tuned on their own and over several random seeds.
+# ## Why grow instead of training the big model from scratch?
+#
+# A big model trained from scratch spends its first thousands of steps learning what a small
+# model learns far more cheaply: spelling, grammar, who the characters are. Growth hands that
+# knowledge to the big model at its first step. It has been done at scale:
+#
+# - **Depth, with identity blocks.** LLaMA Pro grew LLaMA2-7B into an 8.3 B model by inserting
+#   copies of its blocks whose output projections are zero, so the grown model started as the old
+#   one; only the new blocks were then trained, on code and mathematics, and the old model's
+#   general abilities were kept. Notebook 03 grows depth with the same identity blocks.
+# - **Depth, by stacking.** G_stack stacked a small model's layers into a 7 B model, which reached
+#   the loss of a 7 B model trained from scratch on 300 B tokens after 194 B.
+# - **Experts, by upcycling.** Qwen1.5-MoE-A2.7B (14.3 B parameters, 2.7 B of them active per
+#   token) was upcycled from the dense Qwen-1.8B and matched the dense Qwen1.5-7B at a quarter of
+#   its training cost. (Qwen cut the dense MLP into smaller experts; notebook 02 does the plain
+#   version, every expert a whole copy.) LEMON and bert2BERT, which grow BERT-sized models,
+#   report 33-57% of the compute saved.
+#
+# **When does it pay?** Not always. A study of warm-starting language models from smaller ones
+# (Mallik et al., 2026) found the speed-ups most reliable when the model grows about ×2, largest
+# at budgets under about 20 training tokens per parameter and shrinking as the budget grows; beyond
+# some growth factor, training from scratch was the more efficient. And "cheaper than the big
+# model from scratch" is only half the question: the other half is "better than the small model
+# trained on, for the same compute?". Notebook 04 asks both of this series' models, with
+# baselines tuned on their own and several random seeds.
 #
 # **The recipe.** The series follows one specification of this three-phase run, which we call
 # *the recipe*: a dense GPT of exactly 100,038,016 parameters (d_model 832, 7 layers, 8 heads,
@@ -42,7 +80,7 @@
 #
 # This notebook trains nothing and reads no corpus. It counts: how many parameters each phase
 # has, how many a token actually uses, and how much memory training each phase needs. Notebooks
-# 01-04 print the corpus they use (real TinyStories text where this machine has it, otherwise
+# 01-03 print the corpus they train on (real TinyStories text where this machine has it, otherwise
 # growlib's bundled synthetic stories, labelled so).
 
 # %%
@@ -123,7 +161,8 @@ print(f"{'total by hand':32s} {by_hand:>12,}\n{'total from the tensors':32s} {by
 # %% [markdown]
 # **Read the table.** The dense model has exactly 100,038,016 parameters ("100.04 M"), the MoE
 # 371.64 M of which a token uses 138.88 M (2 of 8 experts in each of 7 layers: 42 experts sit
-# idle for any one token). The last line is the honest one:
+# idle for any one token). The recipe's *Efficiency* column is that active fraction, active
+# divided by total parameters: not a speed. The last line is the honest one:
 
 # %%
 reports = gl.phase_reports(recipe.model, recipe.growth)
@@ -150,13 +189,8 @@ plots.plot_budget(reports, title="The recipe's three phases");
 # and 8 for the optimizer's two moments: 16 bytes. Activations (what the forward pass keeps for
 # the backward pass) come on top and grow with batch × sequence length.
 #
-# On a plain CPU, `python -m growlib run` adds two lines to this table. *Runtime and data*:
-# what Python, PyTorch and the corpus hold, measured when the run starts. *C heap slack*: CPU
-# tensors come from the C library's `malloc`, and a training process keeps the memory a step
-# frees, so the next step reuses it without asking the kernel for fresh pages; at the peak the
-# heap also holds freed blocks that none of the step's requests fitted. Measured here at
-# 0.4–0.67 of what a step frees and allocates again (its activations and gradients), the plan
-# counts 0.6 of it (`growlib.memory.HEAP_SLACK`; `growlib/harness/allocator.py` says how).
+# A run that trains on a plain CPU adds two lines to the table below, the runtime's memory and the
+# C heap's slack; the appendix [Memory on a CPU](../docs/memory-on-a-cpu.md) explains them.
 
 # %%
 configs = gl.phase_configs(recipe.model, recipe.growth)
@@ -228,3 +262,26 @@ preset = gl.get_preset(name)
 print(f"preset for this machine: {name!r} ({preset.description})")
 for line in gl.budget_table(preset.model, preset.growth)[:5]:
     print(line)
+
+# %% [markdown]
+# ## Summary
+#
+# - The series grows one model in three phases: dense, then a Mixture-of-Experts by upcycling,
+#   then wider and deeper by growth. Each transition is built to leave the model's function
+#   unchanged, so training goes on from where it was.
+# - Growth and upcycling are used at scale (LLaMA Pro, G_stack, Qwen1.5-MoE). Whether they pay
+#   depends on the growth factor and the budget; notebook 04 measures it against both the big
+#   model from scratch and the small model trained on for the same compute.
+# - A GPT's parameters count by hand, $N = Vd + L(4d^2 + 2dh + 9d + h) + 2d$, to the exact number
+#   of its tensors: 100,038,016 for the recipe's dense model.
+# - A MoE's total parameters grow much faster than its active ones, and compute follows the active
+#   ones, $C \approx 6\,N_\text{active}\,T$. The recipe's phase 3 has 2,155,790,208 parameters, 693,264,000
+#   of them active, not the 1.47 B its text gives.
+# - Training with AdamW in fp32 needs 16 bytes a parameter before any activation: the recipe's
+#   phase 3 does not fit in 24 GB that way. Lean mode does, and so do the recipe's fallbacks
+#   combined (×1.5 width, +2 layers, batch 4) and FSDP over 4 processes: the options above print
+#   each one's total.
+#
+# Next, [notebook 01](01_dense.ipynb) trains phase 1. The words are in the
+# [glossary](glossary.md), the papers in the [references](references.md), the growth rules in the
+# [rule table](rules.md).

@@ -218,3 +218,15 @@ def test_memory_for_data_is_flat_in_corpus_size(tmp_path):
     # (holding them as int64 tensors, as a list-of-documents loader does, would add ~10 MB here)
     assert runs[1]["rss_mb"] - runs[0]["rss_mb"] < 3, runs
     assert runs[1]["growth_mb"] < 3, runs
+
+
+def test_a_notebook_session_names_its_corpus_once(tmp_path, monkeypatch, capsys):
+    """The data layer's "[data] corpus:" line is the only one (notebook 01 used to show three)."""
+    from growlib.harness import notebook
+
+    monkeypatch.setattr(notebook, "RUNS_DIR", tmp_path / "runs")
+    monkeypatch.setenv(notebook.STEPS_VAR, "2")
+    notebook.notebook_session(preset="tiny", data=str(stories_file(tmp_path / "s.txt", 300)))
+    out = capsys.readouterr().out
+    assert [line.strip() for line in out.splitlines() if "corpus:" in line] == [
+        "[data] corpus: local file s.txt (300 documents)"]

@@ -1,5 +1,6 @@
 """The notebook pairs are in sync, clean, and carry the outputs of a full-length run."""
 
+import re
 from pathlib import Path
 
 import jupytext
@@ -76,3 +77,74 @@ def test_nothing_cites_a_file_outside_the_repository():
     for path in [*root.glob("growlib/**/*.py"), *NOTEBOOKS.glob("*.py"), *NOTEBOOKS.glob("*.ipynb")]:
         text = path.read_text()
         assert "growth-math.md" not in text and "../shared" not in text, path
+
+
+# ---------------------------------------------------------------- the course's scaffolding
+
+PAGES = {name: NOTEBOOKS / f"{name}.md" for name in ("glossary", "references", "rules")}
+
+
+def _markdown(source):
+    return [c.source for c in jupytext.read(source).cells if c.cell_type == "markdown"]
+
+
+def _sections(source) -> list[str]:
+    """The notebook's "## " headings, in order (code cells' comments are not headings)."""
+    return [line.strip() for text in _markdown(source) for line in text.splitlines() if line.startswith("## ")]
+
+
+@pytest.mark.parametrize("source", CHAPTERS, ids=lambda p: p.stem)
+def test_each_chapter_opens_with_its_learning_objectives(source):
+    first = jupytext.read(source).cells[:3]
+    box = [c.source for c in first if c.cell_type == "markdown" and "Learning objectives" in c.source]
+    assert box, f"{source.name}: no markdown cell with 'Learning objectives' among its first three cells"
+    assert "Prerequisites" in box[0] and "Time" in box[0], "the box gives prerequisites and the time too"
+
+
+@pytest.mark.parametrize("source", CHAPTERS, ids=lambda p: p.stem)
+def test_each_chapter_ends_with_a_summary_before_its_exercises(source):
+    sections = _sections(source)
+    if sections and sections[-1] == "## Exercises":
+        sections = sections[:-1]
+    assert sections and sections[-1] == "## Summary", \
+        f"{source.name}: its last section{' before the Exercises' if '## Exercises' in _sections(source) else ''} " \
+        f"is {sections[-1] if sections else None!r}, not '## Summary'"
+
+
+@pytest.mark.parametrize("source", CHAPTERS, ids=lambda p: p.stem)
+def test_each_chapter_links_the_glossary_and_the_references(source):
+    text = "\n".join(_markdown(source))
+    for page in ("glossary.md", "references.md"):
+        assert f"]({page}" in text, f"{source.name} does not link {page}"
+
+
+@pytest.mark.parametrize("name", ["00", "02", "03"])
+def test_the_rule_table_is_linked_where_the_rules_are_taught(name):
+    source = next(p for p in CHAPTERS if p.stem[:2] == name)
+    assert "](rules.md" in "\n".join(_markdown(source)), f"{source.name} does not link rules.md"
+
+
+def test_the_glossary_defines_at_least_15_terms_each_with_the_notebook_that_teaches_it():
+    text = PAGES["glossary"].read_text()
+    terms = text.split("\n## ")[1:]
+    assert len(terms) >= 15, f"{len(terms)} terms"
+    for term in terms:
+        assert ".ipynb)" in term, f"the glossary's {term.splitlines()[0]!r} names no notebook that teaches it"
+
+
+def test_the_references_list_every_paper_the_notebooks_link():
+    references = PAGES["references"].read_text()
+    for paper in ("MIDAS", "Drop-Upcycling"):
+        assert paper in references, f"references.md does not list {paper}"
+    for source in SOURCES:
+        for arxiv_id in re.findall(r"arxiv\.org/abs/(\d{4}\.\d{4,5})", source.read_text()):
+            assert f"arxiv.org/abs/{arxiv_id}" in references, f"{source.name} cites arXiv {arxiv_id}, not in references.md"
+
+
+def test_the_scaffolding_pages_exist_and_link_each_other():
+    for name, page in PAGES.items():
+        assert page.exists(), f"notebooks/{name}.md is missing"
+        others = [f"]({other}.md" for other in PAGES if other != name]
+        if name != "rules":  # the rule table links the glossary; glossary and references link both others
+            assert all(o in page.read_text() for o in others), f"{name}.md does not link {others}"
+    assert "](glossary.md" in PAGES["rules"].read_text()

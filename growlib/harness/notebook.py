@@ -48,9 +48,8 @@ def notebook_session(preset: str | None = None, data: str | None = None, verbose
     out = RUNS_DIR / run_name(preset, steps, data)
     s = open_session(RunSpec.build(preset, data=data, steps=steps, out=out, verbose=verbose), fresh_history=False)
     length = "full length" if steps is None else f"shortened to {steps} steps per phase by {STEPS_VAR}"
-    corpus = s.data.source.label
+    # the corpus is named once, by the data layer's "[data] corpus:" line (growlib.sources.open_source)
     s.say(f"[notebook] preset {preset!r} on {s.device}, {length}; checkpoints in {shown_path(out)}")
-    s.say(f"[notebook] corpus: {corpus}")
     return s
 
 
