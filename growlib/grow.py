@@ -63,8 +63,23 @@ def widened_config(cfg: ModelConfig, factor: float) -> ModelConfig:
 def depth_plan(n_layers: int, extra: int, where: str = "end") -> list[int]:
     """Old layer index of every layer of the deepened model; a copy follows its source.
 
-    ``end``: copies of the last layer appended (the recipe's); ``interleave``: one copy
-    after layers floor((j+1) L / n) - 1; ``middle``: copies of the n middle layers.
+    ``end`` (the recipe's): ``extra`` copies of the last layer, appended.
+
+    ``interleave`` spreads the copies over the whole stack: every layer gets
+    floor(extra / L) copies, and the remaining r = extra mod L go after layers
+    floor((j+1) L / r) - 1, j < r (evenly spaced, the last one after the last layer).
+    At extra = L that is one copy after each layer.
+
+    ``middle`` copies only the middle of the stack (where MIDAS grows): the copies
+    cycle over the m = min(extra, max(1, L // 2)) middle layers, from layer
+    (L - m) // 2 on; for extra <= L / 2 these are the ``extra`` middle layers, one
+    copy each.
+
+    Why three different models for every extra >= 2 and L >= 2: ``interleave`` and
+    ``end`` always copy the last layer, while the middle span ends before it
+    (its last layer is at most 3L/4 - 1); and ``interleave`` also copies an earlier
+    layer (layer 0 once extra >= L), which ``end`` never does. (At extra = 1 interleave
+    and end both copy the last layer once.)
     """
     if isinstance(extra, bool) or not isinstance(extra, int) or extra < 0:
         raise ValueError(f"extra_layers={extra!r} is invalid: accepted an integer >= 0")
@@ -73,10 +88,12 @@ def depth_plan(n_layers: int, extra: int, where: str = "end") -> list[int]:
     if where == "end":
         sources = [n_layers - 1] * extra
     elif where == "interleave":
-        sources = [max(0, (j + 1) * n_layers // extra - 1) for j in range(extra)]
+        rounds, rest = divmod(extra, n_layers)
+        sources = list(range(n_layers)) * rounds + [(j + 1) * n_layers // rest - 1 for j in range(rest)]
     else:  # middle
-        start = max(0, (n_layers - extra) // 2)
-        sources = [(start + j) % n_layers for j in range(extra)]
+        span = min(extra, max(1, n_layers // 2))
+        start = (n_layers - span) // 2
+        sources = [start + j % span for j in range(extra)]
     plan = []
     for i in range(n_layers):
         plan.append(i)
