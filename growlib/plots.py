@@ -426,7 +426,8 @@ def plot_preservation_panels(results: dict[str, Preservation], axes, floor: floa
         ax.set_xticks(range(len(diffs)), [str(s) for s in res.layer_sources], fontsize=7)
         ax.set_title(f"{label}\nlargest {max(res.layer_diffs):.1e}, logits {res.logit_diff:.1e}", fontsize=8)
         ax.set_xlabel("old layer each layer matches (□ = inserted copy)", fontsize=7)
-    np.ravel(axes)[0].set_ylabel(f"max |Δ residual|\n(red: threshold {THRESHOLD:g})", fontsize=8)
+    for ax in np.atleast_2d(axes)[:, 0]:  # the first panel of each row
+        ax.set_ylabel(f"max |Δ residual|\n(red: threshold {THRESHOLD:g})", fontsize=8)
     return axes
 
 
