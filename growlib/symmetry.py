@@ -9,8 +9,11 @@ grown layer and its copy read the same input, the residual's duplicated halves, 
 columns that share the original column evenly. With no split noise the two are exact
 clones: they receive the same gradient, take the same AdamW step, and stay clones at
 every later step, so the grown layer never computes more than the small one did.
-Zero-sum split noise makes their incoming weights differ a little from the start;
-whether training then moves them apart is what :func:`clone_similarity` measures.
+Zero-sum split noise on the readers makes their incoming weights differ from the start,
+but leaves their pre-activations, and so their gradients, equal; the noise on the writers
+(their outgoing columns) is what gives them different gradients, by 2 gelu'(h) (m^T g)
+[u, u] (:func:`clone_gradient_gap`, :func:`with_writers_of`). Whether training then moves
+them apart is what :func:`clone_similarity` measures.
 """
 
 from __future__ import annotations

@@ -36,7 +36,8 @@
 # >   final LayerNorm) keeps a duplicated residual stream duplicated, for ×2 and for ×1.5;
 # > - explain why a copied block with zeroed output projections is the identity and still learns;
 # > - check preservation layer by layer, and say which failure each rule prevents;
-# > - explain what the split noise does and where it acts: on the writers, not the readers.
+# > - explain which split noise makes a unit and its copy learn apart (the writers'), and why
+# >   the readers' noise cannot.
 # >
 # > **Time:** about 8 minutes at full length on a 2-core CPU (it trains phase 3).
 
@@ -154,8 +155,8 @@ print(f"distances 1 to {pos}: |wide-head score - √2 × old score| up to {(wide
 # %% [markdown]
 # **Width ×1.5** cannot duplicate everything. With $d' = 1.5\,d = k d + r$ there is $k = 1$ whole
 # copy of $x$ and $r = d/2$ extra dimensions. The units are copied by the same rule as for ×2,
-# but only as far as they go: the heads go from $H$ to $1.5 H$ (4 → 6 here: heads 0 and 1 are
-# copied once, heads 2 and 3 are not), the hidden units from $h$ to $1.5 h$ (the first half of
+# but only as far as they go: the heads go from $H$ to $1.5 H$ (4 → 6 at the cpu preset: heads 0
+# and 1 are copied once, heads 2 and 3 are not), the hidden units from $h$ to $1.5 h$ (the first half of
 # them copied once). A writer that reads them splits only the columns of the copied heads and
 # units ($W/2 \pm M$ on each copy); the columns of a unit that has no copy are kept as they are.
 #
@@ -173,10 +174,11 @@ print(f"distances 1 to {pos}: |wide-head score - √2 × old score| up to {(wide
 # With $\epsilon' = s\,\epsilon$ the normaliser is $\sqrt{s\sigma^2 + s\epsilon} = \sqrt{s}\,\sqrt{\sigma^2+\epsilon}$, so on the
 # first $d$ entries a gain $\gamma'_i = \sqrt{s}\,\gamma_i$ gives back exactly
 # $\gamma_i\,(x_i-\mu)/\sqrt{\sigma^2+\epsilon} + \beta_i$, and on the extra entries $(\mu-\mu) = 0$ with a zero bias
-# gives 0. A reader of the residual takes $W' = \begin{pmatrix} W & R \end{pmatrix}$: its
-# columns for the $d$ original entries are $W$ (one copy, nothing to split), and for the extra
-# entries small random columns $R$ (the split noise's size), which read the 0 there and change
-# nothing; the router gets zero columns there. The invariant "extra entries = the mean" must
+# gives 0. A reader of the residual takes $W' = \begin{pmatrix} W & R \end{pmatrix}$ (its rows
+# copied as its outputs are): its columns for the $d$ original entries are $W$ (one copy of
+# each input, nothing to split), and for the extra entries small random columns $R$ (the
+# split noise's size), which read the 0 there and change nothing; the router gets zero
+# columns there. The invariant "extra entries = the mean" must
 # survive every residual addition: a writer whose update is $u$ adds $[u,\ \bar u\,\mathbf 1]$ when
 # its extra output rows are the mean of its rows ($\bar u$ is linear in $u$), and the embedding
 # rows are extended the same way. And the tied head: the embedding is $[e,\ \bar e\,\mathbf 1]$, the
