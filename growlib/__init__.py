@@ -14,7 +14,7 @@ from .config import PLACEMENTS, PRESETS, ROUTER_MODES, GrowthConfig, ModelConfig
 from .curves import Curve, CurveKind, saving, separated, spread
 from .data import TokenData, load_token_data
 from .device import default_preset, pick_device
-from .explore import explorer, growth_figure, upcycling_gaps
+from .explore import explorer, growth_explorer, growth_figure, upcycling_gaps
 from .grow import copy_map, deepen, depth_plan, grow, widen, widened_config
 from .memory import MemoryPlan, estimate_memory
 from .model import GPT, build_model

@@ -1,30 +1,41 @@
 """Phase 2 -> 3: bilateral growth, wider (``widen``) and deeper (``deepen``), function-preserving.
 
-Taught in notebook 03, which derives each rule below.
+Taught in notebook 03, which derives each rule below (notebooks/rules.md tabulates them).
 
-**Width** by a factor ``f`` (2, 1.5, ...): with ``d' = f d = k d + r`` the new
-residual stream is ``[x, ..., x (k copies), mean(x) (r dims)]`` (LEMON's average
-expansion; for integer ``f``, r = 0 and this is plain duplication). Heads are
-copied whole (head size, RoPE and 1/sqrt(hd) unchanged) and MLP neurons are
-copied, by the same rule. Then:
+**Width** by a factor ``f`` (2, 1.5, ...): with ``d' = f d = k d + r`` (k = floor(f)) the
+new residual stream is ``[x, ..., x (k copies), mean(x) (r dims)]`` (LEMON's average
+expansion; for integer ``f``, r = 0 and this is plain duplication). Heads are copied
+whole, f H heads of the old size (for x1.5: 4 -> 6, the first half of the heads
+copied once): a head made wider instead would change its score scale 1/sqrt(hd) and,
+under rotate-half RoPE, pair each coordinate with its own copy at other frequencies,
+so its scores would be sqrt(2) times the old ones only at distance 0. MLP neurons are
+copied by the same rule (x1.5: the first half of them, once). Then:
 
 - writers into the residual (embedding, attention out-proj, MLP out) get their
   output rows copied k times plus r rows holding the mean of the original rows;
 - every LayerNorm gets ``gamma' = [sqrt(s) gamma x k, u]``, ``beta' = [beta x k, 0]``
   and ``eps' = s eps`` with ``s = k d / d'``: its output is ``[LN(x) x k, 0]``;
-- readers of a copied input (q, k, v and MLP-in read the residual; the out-projections
-  read copied heads and neurons) get that input's column split among its copies:
-  ``W/c + N_i`` with zero-sum noise ``N`` (``noise`` x std(W)): the sum is still W,
-  so the function is unchanged, but the copies receive different gradients and
-  learn apart. With ``noise=0`` they are exact clones forever;
-- the router reads the residual too, but gets ``W_r / k`` on each copy and no
-  noise (top-k is discontinuous); the final LayerNorm is divided by k so the
-  tied output head (whose embedding is copied k times) stays exact.
+- readers of a copied input get that input's column split among its copies:
+  ``W/c + N_i`` with zero-sum noise ``N`` (``noise`` x std(W)), so the sum is still W
+  and the function is unchanged. The readers of the residual are q, k, v and MLP-in
+  (their columns on the r mean dims, whose input is 0, are small random ones); the
+  writers above read copied heads and neurons, so their columns are split with noise
+  too. The writers' noise is what separates a unit from its copy: the two have equal
+  pre-activations (their input is duplicated, and each row's split sums to the old
+  row), so their gradients differ only by ``2 gelu'(h) (N^T g) [u, u]``, N the writer
+  column's noise, g the gradient at the residual. With noise on the readers alone
+  they get the same gradient; with ``noise=0`` they are exact clones forever;
+- the router reads the residual too, but its rows are experts (none is copied): each
+  copy of its columns gets ``W_r / k`` (zeros on the mean dims) and no noise. Noise
+  there would cancel on the duplicated input and has no copied unit to separate;
+- the final LayerNorm is divided by k = floor(f) (not by f) so the tied output head,
+  whose embedding is copied k times, stays exact: for x1.5, k = 1.
 
-**Depth**: a copy of a block is inserted after its source; zeroing the copy's
-attention and MLP output projections (weights and biases, every expert's)
-makes it the identity. ``preserve=False`` keeps the plain G_stack copy
-(not function-preserving), for comparison.
+**Depth**: a copy of a block is inserted after its source (``depth_plan`` says where);
+zeroing the copy's attention and MLP output projections (weights and biases, every
+expert's) makes it the identity. ``preserve=False`` keeps the plain copy, not
+function-preserving, for comparison. The console calls a copy "Gstack copy of
+Layer i" as the recipe does, although G_stack proper stacks copies of the whole model.
 """
 
 from __future__ import annotations
@@ -63,8 +74,23 @@ def widened_config(cfg: ModelConfig, factor: float) -> ModelConfig:
 def depth_plan(n_layers: int, extra: int, where: str = "end") -> list[int]:
     """Old layer index of every layer of the deepened model; a copy follows its source.
 
-    ``end``: copies of the last layer appended (the recipe's); ``interleave``: one copy
-    after layers floor((j+1) L / n) - 1; ``middle``: copies of the n middle layers.
+    ``end`` (the recipe's): ``extra`` copies of the last layer, appended.
+
+    ``interleave`` spreads the copies over the whole stack: every layer gets
+    floor(extra / L) copies, and the remaining r = extra mod L go after layers
+    floor((j+1) L / r) - 1, j < r (evenly spaced, the last one after the last layer).
+    At extra = L that is one copy after each layer.
+
+    ``middle`` copies only the middle of the stack (where MIDAS grows): the copies
+    cycle over the m = min(extra, max(1, L // 2)) middle layers, from layer
+    (L - m) // 2 on; for extra <= L / 2 these are the ``extra`` middle layers, one
+    copy each.
+
+    Why three different models for every extra >= 2 and L >= 2: ``interleave`` and
+    ``end`` always copy the last layer, while the middle span ends before it
+    (its last layer is at most 3L/4 - 1); and ``interleave`` also copies an earlier
+    layer (layer 0 once extra >= L), which ``end`` never does. (At extra = 1 interleave
+    and end both copy the last layer once.)
     """
     if isinstance(extra, bool) or not isinstance(extra, int) or extra < 0:
         raise ValueError(f"extra_layers={extra!r} is invalid: accepted an integer >= 0")
@@ -73,10 +99,12 @@ def depth_plan(n_layers: int, extra: int, where: str = "end") -> list[int]:
     if where == "end":
         sources = [n_layers - 1] * extra
     elif where == "interleave":
-        sources = [max(0, (j + 1) * n_layers // extra - 1) for j in range(extra)]
+        rounds, rest = divmod(extra, n_layers)
+        sources = list(range(n_layers)) * rounds + [(j + 1) * n_layers // rest - 1 for j in range(rest)]
     else:  # middle
-        start = max(0, (n_layers - extra) // 2)
-        sources = [(start + j) % n_layers for j in range(extra)]
+        span = min(extra, max(1, n_layers // 2))
+        start = (n_layers - span) // 2
+        sources = [start + j % span for j in range(extra)]
     plan = []
     for i in range(n_layers):
         plan.append(i)

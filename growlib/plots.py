@@ -284,11 +284,20 @@ def plot_rule_failures(checks: dict[str, Preservation], title: str = "Each rule 
     return fig
 
 
-def draw_matrix(ax, w, title: str, vmax: float | None = None):
-    """A small weight matrix as a heatmap, rows = outputs, columns = inputs."""
+def draw_matrix(ax, w, title: str, vmax: float | None = None, blocks: tuple[int, int] | None = None):
+    """A small weight matrix as a heatmap, rows = outputs, columns = inputs.
+
+    ``blocks`` (rows, columns): a black line after every that many rows and columns, to show
+    the blocks a growth rule builds (e.g. (4, 4): the four 4 x 4 copies of a widened 4 x 4 matrix).
+    """
     w = np.asarray(w, dtype=float)
     vmax = vmax or float(np.abs(w).max()) or 1.0
     ax.imshow(w, cmap="RdBu_r", vmin=-vmax, vmax=vmax)
+    if blocks:
+        for r in range(blocks[0], w.shape[0], blocks[0]):
+            ax.axhline(r - 0.5, color="k", lw=1.5)
+        for c in range(blocks[1], w.shape[1], blocks[1]):
+            ax.axvline(c - 0.5, color="k", lw=1.5)
     ax.set_title(title, fontsize=9)
     ax.set_xticks([])
     ax.set_yticks([])
@@ -391,4 +400,96 @@ def plot_variants(result: dict, kind: str = "ablations", ax=None, title: str | N
     ax.set_xlabel(f"final validation loss (mean ± std, {len(result['seeds'])} seeds)")
     ax.set_title(title or {"ablations": "Phase-3 variants", "upcycling": "Upcycling choices"}[kind])
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    return ax
+
+
+def plot_loss_zoom(records: list[dict], phase: int, ax=None, window: int | None = None,
+                   val: tuple[float, float] | None = None):
+    """The logged training loss around the boundary into ``phase``, on :func:`plot_loss`'s step axis, zoomed.
+
+    ``window``: steps shown on each side (default: 60% of the shorter of the two phases). ``val``
+    (before, after): the validation loss on the fixed batches just before and just after the
+    transition, drawn as two points beside the boundary line. The y axis is fitted to what is shown.
+    """
+    ax = _axes(ax, (4, 3.2))
+    offsets = _phase_offsets(records)
+    lengths = {p: max(r["step"] for r in records if r["phase"] == p and "loss" in r) + 1 for p in (phase - 1, phase)}
+    window = window or max(1, int(0.6 * min(lengths.values())))
+    boundary = offsets[phase] - 0.5
+    shown = []
+    for p in (phase - 1, phase):
+        rows = [r for r in records if r["phase"] == p and "loss" in r and abs(r["step"] + offsets[p] - boundary) <= window]
+        steps, losses = [r["step"] + offsets[p] for r in rows], [r["loss"] for r in rows]
+        ax.plot(steps, losses, marker=".", color=PHASE_COLORS.get(p), label=f"phase {p} (training)")
+        shown += losses
+    if val is not None:
+        ax.scatter([boundary - 0.02 * window, boundary + 0.02 * window], val, marker="*", s=120, color="k",
+                   zorder=3, label=f"validation: {val[0]:.4f} → {val[1]:.4f}")
+        shown += list(val)
+    ax.axvline(boundary, color="grey", ls="--", lw=1)
+    pad = 0.15 * (max(shown) - min(shown) or 1e-3)
+    ax.set_ylim(min(shown) - pad, max(shown) + pad)
+    ax.set_xlim(boundary - window, boundary + window)
+    ax.set_xlabel("step (all phases)")
+    ax.set_ylabel("loss (nats/token)")
+    ax.set_title(f"Zoom on the phase {phase - 1} → {phase} boundary", fontsize=10)
+    ax.legend(fontsize=7)
+    return ax
+
+
+def _phase_offsets(records: list[dict]) -> dict[int, int]:
+    """Phase -> the global step of its step 0, as :func:`plot_loss` lays the phases end to end."""
+    offsets, offset = {}, 0
+    for phase in sorted({r["phase"] for r in records if "loss" in r}):
+        offsets[phase] = offset
+        offset += max(r["step"] for r in records if r["phase"] == phase and "loss" in r) + 1
+    return offsets
+
+
+def plot_preservation_panels(results: dict[str, Preservation], axes, floor: float = 1e-9):
+    """One small panel per growth variant: max |Δ| after each layer, the x ticks naming the old layer each copies.
+
+    ``axes``: as many Axes as ``results`` (sharing a y axis reads best). Each panel's title
+    carries its own largest difference, so the titles are the printed numbers.
+    """
+    for ax, (label, res) in zip(np.ravel(axes), results.items()):
+        diffs = np.maximum(np.array(res.layer_diffs), floor)
+        ax.plot(range(len(diffs)), diffs, marker="o", color="tab:green")
+        ins = [i for i, f in enumerate(res.inserted) if f]
+        ax.scatter(ins, diffs[ins], marker="s", s=70, facecolors="none", edgecolors="k", zorder=3)
+        ax.axhline(THRESHOLD, color="red", ls="--", lw=1)
+        _log_y(ax)
+        ax.set_xticks(range(len(diffs)), [str(s) for s in res.layer_sources], fontsize=7)
+        ax.set_title(f"{label}\nlargest {max(res.layer_diffs):.1e}, logits {res.logit_diff:.1e}", fontsize=8)
+        ax.set_xlabel("old layer each layer matches (□ = inserted copy)", fontsize=7)
+    for ax in np.atleast_2d(axes)[:, 0]:  # the first panel of each row
+        ax.set_ylabel(f"max |Δ residual|\n(red: threshold {THRESHOLD:g})", fontsize=8)
+    return axes
+
+
+def plot_rule_check(kept: Preservation, broken: Preservation | None, broken_label: str = "", ax=None,
+                    floor: float = 1e-9):
+    """Growth by every rule against growth with one rule off: max |Δ| after each layer, then of the logits.
+
+    ``broken`` None draws the first alone. The lines carry gids ``kept`` and ``broken`` (a test
+    reads what the figure shows).
+    """
+    ax = _axes(ax, (7, 3.8))
+    pairs = [(kept, "every rule kept", "tab:green", "-", "kept")]
+    if broken is not None:
+        pairs.append((broken, broken_label, "tab:red", "--", "broken"))
+    for res, label, color, style, gid in pairs:
+        diffs = np.maximum([*res.layer_diffs, res.logit_diff], floor)  # the last point: the logits
+        line, = ax.plot(range(len(diffs)), diffs, ls=style, marker="o", color=color,
+                        label=f"{label}: largest {res.overall:.1e}")
+        line.set_gid(gid)
+        ins = [i for i, f in enumerate(res.inserted) if f]
+        ax.scatter(ins, diffs[ins], marker="s", s=70, facecolors="none", edgecolors=color, zorder=3)
+    ax.axhline(THRESHOLD, color="k", ls=":", lw=1, label=f"threshold {THRESHOLD:g}")
+    _log_y(ax)
+    n = len(kept.layer_diffs)
+    ax.set_xticks(range(n + 1), [*map(str, range(n)), "logits"], fontsize=8)
+    ax.set_xlabel("layer of the grown model (□ = inserted layer), then the logits")
+    ax.set_ylabel("max |Δ|")
+    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=3)  # below: clear of the lines
     return ax

@@ -9,11 +9,16 @@ grown layer and its copy read the same input, the residual's duplicated halves, 
 columns that share the original column evenly. With no split noise the two are exact
 clones: they receive the same gradient, take the same AdamW step, and stay clones at
 every later step, so the grown layer never computes more than the small one did.
-Zero-sum split noise makes their incoming weights differ a little from the start;
-whether training then moves them apart is what :func:`clone_similarity` measures.
+Zero-sum split noise on the readers makes their incoming weights differ from the start,
+but leaves their pre-activations, and so their gradients, equal; the noise on the writers
+(their outgoing columns) is what gives them different gradients, by 2 gelu'(h) (m^T g)
+[u, u] (:func:`clone_gradient_gap`, :func:`with_writers_of`). Whether training then moves
+them apart is what :func:`clone_similarity` measures.
 """
 
 from __future__ import annotations
+
+import copy
 
 import torch
 import torch.nn.functional as F
@@ -85,6 +90,43 @@ def max_clone_difference(model: GPT, pairs: torch.Tensor) -> float:
     return max(diffs)
 
 
+def _writers(model: GPT) -> dict[str, torch.Tensor]:
+    """The weights that write into the residual and read copied units: attention out-projections, MLP out (every expert's)."""
+    return {n: p for n, p in model.named_parameters()
+            if n.endswith(("attn.out.weight", "mlp.fc_out.weight", "mlp.w_out"))}
+
+
+@torch.no_grad()
+def with_writers_of(model: GPT, other: GPT) -> GPT:
+    """A copy of ``model`` whose writers (:func:`_writers`) are ``other``'s: the same widening, the split noise moved.
+
+    ``model`` widened with noise and ``other`` without gives noise on the readers only; the other
+    way round, on the writers only. Both are exact: either split sums to the old weight.
+    """
+    mixed = copy.deepcopy(model)
+    for name, p in _writers(mixed).items():
+        p.copy_(_writers(other)[name])
+    return mixed
+
+
+def clone_gradient_gap(model: GPT, pairs: torch.Tensor, batch: tuple[torch.Tensor, torch.Tensor]) -> float:
+    """max |∂L/∂w_j - ∂L/∂w_j'| / max |∂L/∂w_j| over every unit and its copy, every MLP and expert, on one batch.
+
+    L is the next-token loss on ``batch`` (inputs, targets); ``model``'s own gradients are left as they were.
+    """
+    grads = torch.autograd.grad(model(*batch), [_incoming_param(b.mlp) for b in model.blocks])
+    gaps, scales = [], []
+    for block, g in zip(model.blocks, grads):
+        g = g.transpose(1, 2) if isinstance(block.mlp, MoE) else g.unsqueeze(0)  # [groups, h, d], as _incoming
+        gaps.append((g[:, pairs[:, 0]] - g[:, pairs[:, 1]]).abs().max())
+        scales.append(g.abs().max())
+    return (max(gaps) / max(scales)).item()
+
+
+def _incoming_param(block_mlp) -> torch.nn.Parameter:
+    return block_mlp.w_in if isinstance(block_mlp, MoE) else block_mlp.fc_in.weight
+
+
 @torch.no_grad()
 def reinit_copies(model: GPT, old_hidden: int, ratio: float, seed: int = 0) -> GPT:
     """Drop-Upcycling's idea applied to widening: re-initialise ``ratio`` of the copied units of every MLP.
@@ -112,5 +154,5 @@ def reinit_copies(model: GPT, old_hidden: int, ratio: float, seed: int = 0) -> G
     return model
 
 
-__all__ = ["clone_pairs", "clone_similarity", "expert_similarity", "max_clone_difference", "mean_expert_similarity",
-           "reinit_copies"]
+__all__ = ["clone_gradient_gap", "clone_pairs", "clone_similarity", "expert_similarity", "max_clone_difference",
+           "mean_expert_similarity", "reinit_copies", "with_writers_of"]

@@ -20,10 +20,26 @@
 # The trained MoE is grown **×2 in width** (every vector twice as long, twice the heads, twice
 # the hidden units) and **+4 in depth** (four copies of the last layer), and must compute the
 # same function afterwards. We draw each operator on small matrices, check preservation layer
-# by layer for every variant, compare with the non-preserving G_stack copy, then train.
-# The rules come from Net2Net and bert2BERT (the first function-preserving growth), HyperCloning
-# and LEMON (width), LLaMA Pro and G_stack (depth); each is derived below, and the docstring of
-# `growlib/grow.py` states them again beside the code.
+# by layer for every variant, turn the rules off one at a time to see what each protects, then
+# train. The rules come from Net2Net and bert2BERT (the first function-preserving growth),
+# HyperCloning and LEMON (width), LLaMA Pro and G_stack (depth); each is derived below, the
+# docstring of `growlib/grow.py` states them again beside the code, and the [rule table](rules.md)
+# gathers them on one page.
+
+# %% [markdown]
+# > **Prerequisites:** notebook 01 (the GPT: pre-LN blocks, LayerNorm, RoPE, the tied head) and
+# > notebook 02 (the MoE, upcycling, checking that a transition preserved the function).
+# > Terms are defined in the [glossary](glossary.md), papers listed in the [references](references.md).
+# >
+# > **Learning objectives:** after this notebook you can
+# > - derive why each width rule (LayerNorm, readers, writers, whole heads, the router, the
+# >   final LayerNorm) keeps a duplicated residual stream duplicated, for ×2 and for ×1.5;
+# > - explain why a copied block with zeroed output projections is the identity and still learns;
+# > - check preservation layer by layer, and say which failure each rule prevents;
+# > - explain which split noise makes a unit and its copy learn apart (the writers'), and why
+# >   the readers' noise cannot.
+# >
+# > **Time:** about 8 minutes at full length on a 2-core CPU (it trains phase 3).
 
 # %%
 # %matplotlib inline
@@ -41,64 +57,114 @@ moe = harness.ensure_phase(session, 2)
 #
 # After widening, the residual stream holds every feature twice: $x' = [x, x] \in \mathbb{R}^{2d}$.
 # Each rule below keeps that true after every layer, so the grown model computes the old
-# function on a duplicated stream.
+# function on a duplicated stream. (Every rule, tensor by tensor, for ×2, ×1.5, depth and
+# upcycling: the [rule table](rules.md).)
 #
 # **LayerNorm of a duplicated vector.** $[x, x]$ has the same mean and the same variance as $x$
 # (each value appears twice, in numerator and denominator alike), so with the scale and shift
 # duplicated too, $\gamma' = [\gamma, \gamma]$, $\beta' = [\beta, \beta]$:
 # $\;\mathrm{LN}'([x, x]) = [\mathrm{LN}(x), \mathrm{LN}(x)]$.
 #
-# **A matrix that reads the stream** (query, key, value, $W_\text{in}$, the router) sees
-# $[u, u]$. Copy its rows and split each input column between the two copies of that input:
+# **A matrix that reads a duplicated vector** $[u, u]$ copies its rows (each output is
+# duplicated, as the next layer expects) and splits each input column between the two copies
+# of that input, with zero-sum noise $N$:
 #
 # $$ W' = \begin{pmatrix} W/2 + N & W/2 - N \\ W/2 + N' & W/2 - N' \end{pmatrix}, \qquad
 # W' \begin{pmatrix} u \\ u \end{pmatrix} = \begin{pmatrix} W u \\ W u \end{pmatrix}. $$
 #
-# The noise $N$ cancels, so the output is unchanged; but the two copies now get different
-# gradients and can learn different things (without $N$ they would stay clones forever). The
-# router gets no noise: top-k is discontinuous, and a tiny change of its scores can swap which
-# experts a token goes to.
+# The noise cancels, so the output is unchanged. Query, key, value and $W_\text{in}$ read the
+# residual stream this way. **The writers** ($W_\text{out}$ and the attention output) read
+# duplicated hidden units and heads $[a, a]$ and write $[y, y]$: the same rule, rows copied and
+# columns split, with their own zero-sum noise $M$:
+# $\;\begin{pmatrix} W/2 + M & W/2 - M \\ W/2 + M' & W/2 - M' \end{pmatrix}\begin{pmatrix} a \\ a \end{pmatrix}
+# = \begin{pmatrix} W a \\ W a \end{pmatrix}$. (Copying the rows without halving would write $[2y, 2y]$.)
+# The noise changes nothing the model computes; it decides how the copies *learn*, and the
+# section on symmetry breaking below shows that it is the writers' noise that moves a unit
+# and its copy apart.
 #
-# **A matrix that writes the stream** ($W_\text{out}$, the attention output) reads a duplicated
-# hidden vector $[a, a]$ and must write $[y, y]$: its output rows are copied **and** its input
-# columns halved, $W' = \tfrac12\begin{pmatrix} W & W \\ W & W \end{pmatrix}$, so
-# $W'[a; a] = [Wa; Wa]$. (Copying the rows without halving would write $[2y, 2y]$.)
+# **The router** reads the residual too, but its rows are experts, and no expert is copied:
+# its rows stay as they are, and each of its columns is split between the two copies of its
+# input, $W_r' = [W_r/2,\ W_r/2]$, so its scores $W_r' [u, u] = W_r u$ are unchanged. It gets no
+# noise: on the duplicated input the noise would cancel anyway, and there is no copied unit in
+# the router for it to separate (the explorer below adds it, to check).
 #
-# **Heads are copied whole.** A head of width $d_h$ scores $q \cdot k / \sqrt{d_h}$. Making each
-# head twice as wide with duplicated $q, k$ would give $[q,q]\cdot[k,k]/\sqrt{2d_h} = \sqrt{2}\;
-# q\cdot k/\sqrt{d_h}$: every attention logit scaled by $\sqrt 2$, a sharper softmax, another
-# function. Twice as many heads of the old width keep every score as it was.
+# **Heads are copied whole.** Twice as many heads of the old width keep every score as it was.
+# Making each head twice as wide instead, with $q, k$ duplicated inside it, fails for two
+# reasons. The scale: $[q,q]\cdot[k,k]/\sqrt{2d_h} = \sqrt{2}\; q\cdot k/\sqrt{d_h}$, a sharper
+# softmax. And RoPE (notebook 01): rotate-half RoPE rotates coordinate $i$ together with
+# coordinate $i + d_h'/2$, at a frequency set by $i$ and the head size. In a head of size $2d_h$
+# holding $[q, q]$, coordinate $i$ is paired with its own copy, and the frequencies are
+# $\theta^{-i/d_h}$ where the old head used $\theta^{-2i/d_h}$: another rotation altogether. Only at
+# distance 0, where query and key are rotated by the same angle and the rotation drops out of
+# their dot product, is the new score exactly $\sqrt2$ times the old one; checked just below.
 #
 # **The tied head and the final LayerNorm.** The logits are $E' \,\mathrm{LN}_f'(x')$ with every
 # embedding row duplicated, $e' = [e, e]$: $\;[e, e]\cdot[\ell, \ell] = 2\,e\cdot\ell$. So the final
-# LayerNorm's $\gamma$ and $\beta$ are divided by 2 (by the width factor), and the logits are
-# the old ones.
+# LayerNorm's $\gamma$ and $\beta$ are divided by the number of copies, $k = 2$, and the logits are
+# the old ones. (In general by $k = \lfloor f \rfloor$, the number of whole copies of $x$; for
+# ×1.5 that is 1, see below.)
 #
-# The toy model below (4 dimensions, 2 heads) shows a reader and a writer before and after:
+# The toy model below (4 dimensions, 2 heads of 2, 8 hidden units) shows a reader and a writer
+# before and after, with a large noise so that the split is visible; black lines separate the
+# blocks (rows: the two copies of the outputs; columns: the two copies of the inputs):
 
 # %%
 toy = gl.build_model(gl.ModelConfig(vocab_size=16, d_model=4, n_layers=1, n_heads=2, d_mlp=8, max_seq_len=8), seed=3)
 wide = gl.widen(toy, 2, noise=0.2)  # a large noise, so the split is visible
-q0, q1 = toy.blocks[0].attn.q.weight.detach(), wide.blocks[0].attn.q.weight.detach()
-o0, o1 = toy.blocks[0].mlp.fc_out.weight.detach(), wide.blocks[0].mlp.fc_out.weight.detach()
+q0, q1 = toy.blocks[0].attn.q.weight.detach(), wide.blocks[0].attn.q.weight.detach()  # [4, 4] -> [8, 8]
+o0, o1 = toy.blocks[0].mlp.fc_out.weight.detach(), wide.blocks[0].mlp.fc_out.weight.detach()  # [4, 8] -> [8, 16]
 vmax = float(max(q0.abs().max(), o0.abs().max()))
-fig, axes = plt.subplots(1, 5, figsize=(13, 3))
+fig, axes = plt.subplots(1, 6, figsize=(15, 3))
 plots.draw_matrix(axes[0], q0, "query W (4 × 4)", vmax)
-plots.draw_matrix(axes[1], q1, "query after ×2 (8 × 8):\nrows copied, columns split", vmax)
-plots.draw_matrix(axes[2], q1[:, :4] + q1[:, 4:], "left + right halves\n= W stacked twice", vmax)
+plots.draw_matrix(axes[1], q1, "query after ×2 (8 × 8):\nrows copied, columns\nsplit (halves + noise)", vmax, blocks=(4, 4))
+plots.draw_matrix(axes[2], q1[:, :4] + q1[:, 4:], "its two column halves added:\nW, stacked twice", vmax, blocks=(4, 4))
 plots.draw_matrix(axes[3], o0, "MLP-out W (4 × 8)", vmax)
-plots.draw_matrix(axes[4], o1, "MLP-out after ×2 (8 × 16):\nrows copied, columns halved", vmax)
+plots.draw_matrix(axes[4], o1, "MLP-out after ×2 (8 × 16):\nrows copied, columns\nsplit (halves + noise)", vmax, blocks=(4, 8))
+plots.draw_matrix(axes[5], o1[:, :8] + o1[:, 8:], "its two column halves added:\nW, stacked twice", vmax, blocks=(4, 8))
 fig.tight_layout()
 plots.weights_colorbar(fig, axes);
 
 # %% [markdown]
-# The third panel adds the two column halves back: it is the original matrix, stacked twice.
+# The third and sixth panels add the two column halves back: each is the original matrix,
+# stacked twice, so the noise (the uneven colours inside the blocks of the second and fifth
+# panels) cancels on a duplicated input. The check of the RoPE argument: one head of size 16
+# against the head of size 32 that duplicates its $q$ and $k$, with the model's own RoPE tables,
+# for a query at position 20 and keys at positions 20 down to 0:
+
+# %%
+import math
+
+from growlib.model import apply_rope, rope_tables
+
+dh, pos = 16, 20
+q, k = torch.randn(1, 1, pos + 1, dh), torch.randn(1, 1, pos + 1, dh)  # [B, H, T, hd]: one head
+
+
+def scores(q, k):
+    """The query at position `pos` against the keys at positions 0..pos, RoPE applied as the model does."""
+    cos, sin = rope_tables(q.shape[-1], pos + 1, 10000.0)  # [T, hd]
+    q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
+    return (q[..., pos, :] @ k.transpose(-1, -2) / math.sqrt(q.shape[-1])).flatten()  # [pos + 1]
+
+
+old, wide_head = scores(q, k), scores(torch.cat([q, q], -1), torch.cat([k, k], -1))
+print(f"distance 0: wide-head score / old score = {wide_head[pos] / old[pos]:.4f} (√2 = {math.sqrt(2):.4f})")
+print(f"distances 1 to {pos}: |wide-head score - √2 × old score| up to {(wide_head - math.sqrt(2) * old)[:pos].abs().max():.2f}, "
+      f"where the old scores reach {old.abs().max():.2f}")
+
+# %% [markdown]
+# **Width ×1.5** cannot duplicate everything. With $d' = 1.5\,d = k d + r$ there is $k = 1$ whole
+# copy of $x$ and $r = d/2$ extra dimensions. The units are copied by the same rule as for ×2,
+# but only as far as they go: the heads go from $H$ to $1.5 H$ (4 → 6 at the cpu preset: heads 0
+# and 1 are copied once, heads 2 and 3 are not), the hidden units from $h$ to $1.5 h$ (the first half of
+# them copied once). A writer that reads them splits only the columns of the copied heads and
+# units ($W/2 \pm M$ on each copy); the columns of a unit that has no copy are kept as they are.
 #
-# **Width ×1.5** cannot duplicate everything. Copying half the features would move LayerNorm's
-# mean, so growlib uses LEMON's *average expansion*: the extra residual dimensions hold the
-# per-token mean of the original ones, every writer gets extra rows equal to the mean of its
-# rows, and every LayerNorm rescales its gain by √s and its eps by s = d/d′ (each LayerNorm
-# keeps its own eps). The output of every LayerNorm is then `[LN(x), 0]`: exact.
+# Copying half of the residual's features would move LayerNorm's mean, so growlib uses LEMON's
+# *average expansion*: the extra residual dimensions hold the per-token mean of the original
+# ones, every writer gets extra rows equal to the mean of its rows, and every LayerNorm
+# rescales its gain by √s and its eps by s = d/d′ (each LayerNorm keeps its own eps). The
+# output of every LayerNorm is then $[\mathrm{LN}(x), 0]$: exact.
 #
 # Why those numbers. Write the widened vector as $x' = [x,\ \mu\mathbf{1}_{d'-d}]$, where
 # $\mu = \tfrac1d\sum_i x_i$ and $\sigma^2 = \tfrac1d\sum_i (x_i-\mu)^2$. Its mean is unchanged,
@@ -108,29 +174,55 @@ plots.weights_colorbar(fig, axes);
 # With $\epsilon' = s\,\epsilon$ the normaliser is $\sqrt{s\sigma^2 + s\epsilon} = \sqrt{s}\,\sqrt{\sigma^2+\epsilon}$, so on the
 # first $d$ entries a gain $\gamma'_i = \sqrt{s}\,\gamma_i$ gives back exactly
 # $\gamma_i\,(x_i-\mu)/\sqrt{\sigma^2+\epsilon} + \beta_i$, and on the extra entries $(\mu-\mu) = 0$ with a zero bias
-# gives 0. Readers take $[W;\,0]$ (zero columns for the extra entries) and see $\mathrm{LN}(x)$.
-# The invariant "extra entries = the mean" must survive every residual addition: a writer whose
-# update is $u$ adds $[u,\ \bar u\,\mathbf 1]$ when its extra output rows are the mean of its rows
-# ($\bar u$ is linear in $u$), and the embedding rows are extended the same way.
+# gives 0. A reader of the residual takes $W' = \begin{pmatrix} W & R \end{pmatrix}$ (its rows
+# copied as its outputs are): its columns for the $d$ original entries are $W$ (one copy of
+# each input, nothing to split), and for the extra entries small random columns $R$ (the
+# split noise's size), which read the 0 there and change nothing; the router gets zero
+# columns there. The invariant "extra entries = the mean" must
+# survive every residual addition: a writer whose update is $u$ adds $[u,\ \bar u\,\mathbf 1]$ when
+# its extra output rows are the mean of its rows ($\bar u$ is linear in $u$), and the embedding
+# rows are extended the same way. And the tied head: the embedding is $[e,\ \bar e\,\mathbf 1]$, the
+# final LayerNorm's output $[\ell, 0]$, so the logits are $e\cdot\ell$ with the final LayerNorm
+# divided by $k = 1$, that is, not at all.
 #
+# The shapes at this session's size, read from growlib's own maps:
+
+# %%
+cfg_15 = gl.widened_config(moe.cfg, 1.5)
+print(f"d_model {moe.cfg.d_model} -> {cfg_15.d_model} (k = {cfg_15.d_model // moe.cfg.d_model} copy + "
+      f"{cfg_15.d_model - moe.cfg.d_model} mean dims); heads {moe.cfg.n_heads} -> {cfg_15.n_heads} of {cfg_15.head_dim}; "
+      f"hidden units {moe.cfg.d_mlp} -> {cfg_15.d_mlp}")
+print("old head of each new head:", gl.copy_map(moe.cfg.n_heads, cfg_15.n_heads).tolist())
+wide_15 = gl.widen(moe, 1.5)
+print("final LayerNorm gain, first entries, before and after:", [f"{v:.3f}" for v in moe.ln_f.weight[:3].tolist()],
+      [f"{v:.3f}" for v in wide_15.ln_f.weight[:3].tolist()], f"(× √s = {math.sqrt(moe.cfg.d_model / cfg_15.d_model):.3f})")
+del wide_15
+
+# %% [markdown]
 # ## Depth +n: zeroed output projections
 #
 # A copy of a block added to a residual network computes $x + f(x)$ a second time: not the same
-# function (that is the plain G_stack copy, measured below). Zeroing the copy's two output
-# projections (attention and MLP, weights *and* biases, every expert's) makes it the identity:
-# $x + \mathrm{Attn}(\cdot)\cdot 0 + \mathrm{MLP}(\cdot)\cdot 0 = x$. It still learns from the first
-# step: the gradient of an output projection is $\partial L/\partial W_\text{out} = \delta\, a^\top$,
-# the residual's gradient $\delta$ times the block's inner activation $a$, and both are nonzero
-# because the LayerNorms and input projections keep the copied weights. (Its other weights get
-# no gradient until $W_\text{out}$ has moved off zero.) G_stack (Du et al., 2024) copies whole
-# blocks without zeroing: the function changes, the loss jumps, and the paper accepts it because
-# training recovers the jump quickly and the copies are a good start.
+# function (the plain copy, measured below). Zeroing the copy's two output projections
+# (attention and MLP, weights *and* biases, every expert's) makes it the identity:
+# $x + \mathrm{Attn}(\cdot)\cdot 0 + \mathrm{MLP}(\cdot)\cdot 0 = x$. This is LLaMA Pro's identity
+# block. It still learns from the first step: the gradient of an output projection is
+# $\partial L/\partial W_\text{out} = \delta\, a^\top$, the residual's gradient $\delta$ times the
+# block's inner activation $a$, and both are nonzero because the LayerNorms and input
+# projections keep the copied weights. (Its other weights get no gradient until $W_\text{out}$
+# has moved off zero.)
+#
+# **Names.** The recipe's console calls each new layer "Gstack copy of Layer 3": a copy of one
+# block, here the last, with its output projections zeroed. G_stack proper (Du et al., 2024)
+# is another operation: it stacks copies of the *whole* model on top of itself, without
+# zeroing, and accepts the loss jump because training recovers from it quickly. The
+# non-preserving variant measured below, "plain copies", is G_stack's kind of copy applied to
+# single blocks: copies of the last layer, output projections kept.
 
 # %%
 deep = gl.deepen(toy, 1, where="end")
 fig, axes = plt.subplots(1, 4, figsize=(11, 2.8))
 plots.draw_matrix(axes[0], deep.blocks[1].attn.q.weight.detach(), "new layer: query\n(copied)", vmax)
-plots.draw_matrix(axes[1], deep.blocks[1].attn.out.weight.detach(), "new layer: attn out\n(zeroed)", vmax)
+plots.draw_matrix(axes[1], deep.blocks[1].attn.out.weight.detach(), "new layer: attention out\n(zeroed)", vmax)
 plots.draw_matrix(axes[2], deep.blocks[1].mlp.fc_in.weight.detach(), "new layer: MLP in\n(copied)", vmax)
 plots.draw_matrix(axes[3], deep.blocks[1].mlp.fc_out.weight.detach(), "new layer: MLP out\n(zeroed)", vmax)
 fig.tight_layout()
@@ -204,75 +296,108 @@ print(f"plain deepened vs growlib's deepen:         max |Δlogit| = {(plain_logi
 # Each grown model runs on the same fixed validation tokens as the MoE. After each of its
 # layers, its residual stream is mapped back to the old width (each copy compared with the old
 # vector, the mean dimensions with the old vector's mean) and compared with the MoE's residual
-# after the matching layer; an inserted layer is compared with the layer it copies. The
-# placements: `end` (the recipe's: copies of the last layer appended), `interleave` (spread
-# through the stack) and `middle` (copies of the middle layers, as MIDAS suggests).
+# after the matching layer; an inserted layer is compared with the layer it copies. The three
+# placements of the new layers (`growlib.depth_plan`):
+#
+# - **at the end** (the recipe's): copies of the last layer, appended;
+# - **interleaved**: spread over the whole stack, every layer copied ⌊n/L⌋ times and the rest
+#   spread evenly (with as many new layers as old, one copy after each layer);
+# - **in the middle** (where MIDAS grows): the copies cycle over the middle half of the stack,
+#   the $\min(n, \lfloor L/2 \rfloor)$ middle layers.
+#
+# For every n ≥ 2 these are three different models. Here is what each gives at this session's size:
 
 # %%
 tokens = session.verify_tokens().to(session.device)
 extra = session.spec.growth.extra_layers
+where_words = {"end": "at the end", "interleave": "interleaved", "middle": "in the middle"}
+for where, words in where_words.items():
+    print(f"{words:>14}: old layer of each new layer {gl.depth_plan(moe.cfg.n_layers, extra, where)}")
 results = {}
 for factor in (2, 1.5):
-    for where in ("end", "interleave", "middle"):
+    for where, words in where_words.items():
         grown = gl.grow(moe, factor, extra, where=where, verbose=False)
-        results[f"×{factor:g}, +{extra} {where}"] = gl.check_preservation(moe, grown, tokens, where=where)
+        results[f"×{factor:g} width, +{extra} layers {words}"] = gl.check_preservation(moe, grown, tokens, where=where)
         del grown
 for label, res in results.items():
-    print(f"{label:22s} max layer |Δ| {max(res.layer_diffs):.2e}   max |Δlogit| {res.logit_diff:.2e}")
+    print(f"{label:38s} largest layer |Δ| {max(res.layer_diffs):.2e}   largest |Δlogit| {res.logit_diff:.2e}")
 stacked = gl.deepen(moe, extra, where="end", preserve=False)
-gstack = gl.check_preservation(moe, stacked, tokens, where="end")
-print(f"{'plain G_stack copy':22s} max layer |Δ| {max(gstack.layer_diffs):.2e}   max |Δlogit| {gstack.logit_diff:.2e}")
+plain = gl.check_preservation(moe, stacked, tokens, where="end")
+print(f"{f'plain copies, +{extra} layers at the end':38s} largest layer |Δ| {max(plain.layer_diffs):.2e}   "
+      f"largest |Δlogit| {plain.logit_diff:.2e}")
 
 grown = gl.grow(moe, 2, extra, where="end", verbose=False)
 plots.plot_boundary(("MoE\n(end of phase 2)", session.eval(moe)),
-                    {f"×2, +{extra} end\n(preserving)": session.eval(grown), "plain G_stack\ncopies": session.eval(stacked)},
+                    {f"×2 width, +{extra} layers\nat the end (preserving)": session.eval(grown),
+                     f"+{extra} plain copies\n(not zeroed)": session.eval(stacked)},
                     title="The 2→3 boundary: right after growth")
 del grown
 
-fig, (a, b) = plt.subplots(1, 2, figsize=(13, 4))
-plots.plot_preservation(results, a, title="Function-preserving growth (all below 1e-4)")
-plots.plot_preservation({f"G_stack, +{extra} end (plain copies)": gstack,
-                         f"preserving, +{extra} end": results[f"×2, +{extra} end"]}, b,
-                        title="Plain G_stack copies are not preserving")
+worst = max(r.overall for r in results.values())
+fig, axes = plt.subplots(2, 3, figsize=(13, 5.6), sharey=True)
+plots.plot_preservation_panels(results, axes)
+fig.suptitle(f"Every preserving variant, one panel each: the largest difference, logits included, is {worst:.1e}",
+             fontsize=10)
+fig.tight_layout()
+
+fig, ax = plt.subplots(figsize=(8, 3.8))
+plots.plot_preservation({f"plain copies, +{extra} at the end": plain,
+                         f"preserving (×2 width), +{extra} at the end": results[f"×2 width, +{extra} layers at the end"]},
+                        ax, title=f"Plain copies are not preserving: largest |Δ| {plain.overall:.1e}")
 fig.tight_layout()
 
 # %% [markdown]
-# **What to notice:** every preserving variant sits around 1e-6 to 1e-5, float32 rounding, far
-# below the 1e-4 line, at every layer including the inserted ones (squares). The plain G_stack
-# copies match exactly up to the last old layer (drawn at the 1e-9 floor: the difference is 0),
-# then jump by many orders of magnitude at the first inserted layer, and the error carries on to
-# the logits: that model starts phase 3 with a different function (a loss jump to recover from).
+# **What to notice:** every preserving variant sits far below the 1e-4 line, at float32
+# rounding, at every layer including the inserted ones (squares); the x ticks of each panel
+# name the old layer each layer is compared with, so the three placements can be read off
+# them. The plain copies match exactly up to the last old layer (drawn at the 1e-9 floor: the
+# difference is 0), then jump by many orders of magnitude at the first inserted layer, and the
+# error carries on to the logits: that model starts phase 3 with a different function (a loss
+# jump to recover from).
 #
-# ## Explorer: grow it your way
+# ## Explorer: break one rule at a time
 #
-# Choose the width factor, the number of extra layers, where they go and the split noise; the
-# MoE is grown that way and checked layer by layer, drawn by the same `plot_preservation` as the
-# figures above. Predict first: does a larger split noise break the preservation? Does placing
-# the copies in the middle change the error of the old layers after them?
+# Choose the width factor, the number of new layers, where they go and the split noise (0
+# included); the MoE is grown that way twice, once by every rule (green) and once with the
+# rule chosen under *turn off* broken (red), and both are checked layer by layer and at the
+# logits. The rules you can turn off: the final LayerNorm's division by $k$; heads copied
+# whole (the red model makes each head wider instead); identity copies (the red model's new
+# layers are plain copies); the router's $1/k$; and the router's lack of noise.
+#
+# Predict first: which failures show only in the logits, which from the first layer on? At
+# ×1.5, which rules have nothing to do, and why? Does any split noise, 0 or 1, break the
+# check? What does the noise change instead (the title's last line)?
 
 # %%
-import ipywidgets as widgets
-
-small = moe if sum(p.numel() for p in moe.parameters()) < 20e6 else gl.build_model(  # a redraw takes a moment
-    gl.phase_configs(gl.get_preset("cpu").model, session.spec.growth)[2], seed=0)
-short = tokens[:1, :64]
-gl.explorer(lambda **choice: gl.growth_figure(small, short, **choice), dict(
-    scale_factor=widgets.SelectionSlider(options=[1.0, 1.5, 2.0, 3.0], value=2.0, description="width ×"),
-    extra_layers=widgets.IntSlider(value=extra, min=0, max=8, description="+ layers"),
-    where=widgets.Dropdown(options=list(gl.PLACEMENTS), value="end", description="placement"),
-    noise=widgets.FloatLogSlider(value=session.spec.growth.noise, base=10, min=-4, max=0, description="split noise"),
-), columns=2)
+gl.growth_explorer(moe, tokens[:1, :64], session.spec.growth)
 
 # %% [markdown]
-# The split noise never shows in the check: each new column's noise is cancelled by its twin's,
-# so the sums the next layer computes are unchanged whatever its size (until float rounding of
-# large values shows). It only decides how differently the copies start to learn.
+# What the explorer shows:
+#
+# - **final LayerNorm ÷k off**: every layer is exact and only the logits are wrong, multiplied
+#   by $k$; at ×1.5, $k = 1$ and there is nothing to forget.
+# - **heads copied whole off**: wrong from the first layer on (the attention scores change
+#   scale and RoPE frequencies), at ×1.5 too.
+# - **identity copies off**: exact up to the first inserted layer, then wrong, as measured above.
+# - **router ÷k off**: the router's scores are multiplied by $k$, which sharpens the softmax that
+#   gives the chosen experts their gates: wrong from the first MoE layer on; at ×1.5, $k = 1$ again.
+# - **no noise on the router off**: still exact. The noise is zero-sum between the two copies
+#   of each column and the router's input is duplicated, so it cancels, as it does in every
+#   reader. growlib leaves it out because the router has nothing for noise to separate: its
+#   rows are experts, and none of them is copied.
+# - **split noise**: never shows in the check, whatever its size, 0 included (each copy's noise
+#   is cancelled by its twin's, up to float rounding). It only sets how far apart a unit and its
+#   copy start, the title's last line: exactly 0 without noise, and then they stay clones.
+#
+# Had this session's MoE been too large to grow at every redraw, the explorer would say so
+# above its controls and offer MoEs of smaller presets' shapes (random weights) instead.
 #
 # ## Phase 3: grow, verify, train
 #
 # The command's phase 3, with the recipe's messages: the growth, the verification, the banner
 # with the new parameter report, then training with a fresh optimizer and a short learning-rate
-# re-warmup (the optimizer's moments of the small model do not fit the big one).
+# re-warmup (the recipe's choice: the small model's AdamW moments do not have the big one's
+# shapes; `growlib.carry` can map them through the growth, and notebook 04 compares the two).
 
 # %%
 grown = harness.ensure_phase(session, 3, previous=moe)
@@ -280,12 +405,22 @@ grown = harness.ensure_phase(session, 3, previous=moe)
 # %% [markdown]
 # ## All three phases in one curve
 #
-# The dashed lines are the two transitions. At each the loss carries on from where it was:
-# no jump from upcycling, none from growth. The bigger model then learns faster per step
-# than the small one did at the same loss.
+# The dashed lines are the two transitions. The left panel spans the whole run, from the
+# untrained model's loss (about ln of the vocabulary size) down, which squeezes phases 2 and 3
+# into a few pixels; the two zoomed panels show the steps around each boundary, with the
+# validation loss on the fixed batches just before and just after the transition (the black
+# stars). Look for a jump at either boundary: the stars coincide (upcycling and growth
+# preserve the function), and the training loss carries on from where it was, up to its batch
+# to batch noise.
 
 # %%
-plots.plot_loss(session.history.records, title="Dense → MoE → grown MoE");
+records = session.history.records
+fig, axes = plt.subplots(1, 3, figsize=(15, 3.8), gridspec_kw={"width_ratios": [2, 1, 1]})
+plots.plot_loss(records, axes[0], title="Dense → MoE → grown MoE")
+for p, ax in zip((2, 3), axes[1:]):
+    f = session.state.figures[p]
+    plots.plot_loss_zoom(records, p, ax, val=(f.val_before, f.val_after))
+fig.tight_layout()
 
 # %% [markdown]
 # ## The BOUNDARY SUMMARY
@@ -301,16 +436,22 @@ plots.plot_loss(session.history.records, title="Dense → MoE → grown MoE");
 print(harness.boundary_summary(session.state.figures))
 
 # %% [markdown]
-# ## Training and validation loss side by side
+# ## Does the bigger model learn faster?
 #
-# The training loss is measured on the batches the model is learning from; the validation loss
-# on held-out stories it never trains on. A small gap means the model learned what generalises;
-# a validation loss well above the training loss means it has begun to memorise its training
-# text, which happens when a corpus is small next to the model and the run passes over it
-# several times.
+# A grown model has more parameters per token than the MoE it came from, so one might expect
+# each of its steps to lower the loss more. Two things to read below: the validation loss's
+# drop per 100 steps in phase 2 and in phase 3 (the same fixed batches, from just after the
+# transition to the end of the phase), and the gap between training and validation loss.
+# The training loss is measured on the batches the model is learning from, the validation
+# loss on held-out stories it never trains on; a gap that grows from phase to phase means the
+# model fits its training text more than what generalises, which happens when a corpus is
+# small next to the model and the run passes over it several times (the last column).
+# Per-step progress also slows down as the loss falls, whatever the model, and phase 3 is
+# short and starts with a learning-rate re-warmup, so a slower phase 3 does not by itself say
+# that growth was a bad start: notebook 04 compares growth with training from scratch.
 
 # %%
-t = session.spec.train
+t, figures = session.spec.train, session.state.figures
 for p, r in sorted(session.state.results.items()):
     last = r.losses[-5:]
     train_end = sum(last) / len(last)
@@ -318,33 +459,69 @@ for p, r in sorted(session.state.results.items()):
     print(f"phase {p}: training loss {train_end:.3f} (mean of the last {len(last)} logged steps), "
           f"validation {r.eval_loss:.3f}, gap {r.eval_loss - train_end:+.3f}; "
           f"this phase read {seen:.1f}× the training tokens")
+rate = {p: 100 * (figures[p].val_after - figures[p].val_end) / t.steps(p) for p in (2, 3)}
+for p in (2, 3):
+    print(f"phase {p}: validation {figures[p].val_after:.4f} → {figures[p].val_end:.4f} in {t.steps(p)} steps, "
+          f"{rate[p]:.4f} per 100 steps")
+print(f"per step, the grown model lowered the validation loss {'faster' if rate[3] > rate[2] else 'more slowly'} "
+      f"than the MoE did in phase 2 ({rate[3]:.4f} against {rate[2]:.4f} per 100 steps)")
 
 # %% [markdown]
 # ## Symmetry breaking, measured
 #
-# After widening, hidden unit $j$ and its copy $j'$ have the same incoming weights up to the
-# split noise, and the same outgoing weights (each half of the original). Without noise they
-# are exact clones: both compute $a = \mathrm{gelu}(w^\top x + b)$ for every token, so the
-# gradients of their incoming weights are
-# $$\frac{\partial L}{\partial w_j} = \sum_t \frac{\partial L}{\partial a_{j,t}}\,\mathrm{gelu}'(w_j^\top x_t + b_j)\,x_t
-#   = \frac{\partial L}{\partial w_{j'}},$$
-# because $\partial L/\partial a_{j,t} = v_j^\top g_t$ with equal outgoing rows $v_j = v_{j'}$. Equal
-# gradients give equal AdamW steps, so the two stay clones at every step and the wide layer
-# computes no more than the narrow one did. Noise makes $w_j \ne w_{j'}$ at the start; whether
-# training then pulls them apart is a question to measure. Below, the session's MoE is widened ×2
-# three times (split noise 0, the default, and ten times the default) and each is trained for
-# the same steps on the same batches at phase 3's learning rate; after every step, the mean over
-# all units, experts and layers of $1 - \cos(w_j, w_{j'})$.
+# After widening, hidden unit $j$ and its copy $j'$ read the duplicated stream $[u, u]$ through
+# the rows $w_j = [w/2 + n_j,\ w/2 - n_j]$ and $w_{j'} = [w/2 + n_{j'},\ w/2 - n_{j'}]$ (the readers'
+# noise), and write through the columns $v_j = v/2 + m$ and $v_{j'} = v/2 - m$ (the writers'
+# noise). Their pre-activations are the same, $w_j^\top [u, u] = w_{j'}^\top [u, u] = w^\top u$,
+# for every token, so $\mathrm{gelu}'$ is the same for both, and the gradients of their incoming
+# rows are
+# $$\frac{\partial L}{\partial w_j} = \sum_t \mathrm{gelu}'(h_t)\,(v_j^\top g_t)\,[u_t, u_t], \qquad
+#   \frac{\partial L}{\partial w_j} - \frac{\partial L}{\partial w_{j'}} = \sum_t \mathrm{gelu}'(h_t)\,(2\,m^\top g_t)\,[u_t, u_t],$$
+# with $g_t$ the loss's gradient at the residual stream. Three consequences:
+#
+# - without any noise, equal gradients give equal AdamW steps, so the two stay clones at every
+#   step and the wide layer computes no more than the narrow one did;
+# - with noise on the readers alone ($m = 0$) the gradients are still equal: the readers' noise
+#   lies in the direction $[z, -z]$, which a duplicated input never sees and which a gradient,
+#   a multiple of $[u, u]$, never changes;
+# - what separates a unit from its copy is the writers' noise: the difference of their
+#   gradients is $2 m^\top g$ times the same factors, proportional to $m$.
+#
+# Checked at the first step, on one training batch: the session's MoE widened ×2 with the
+# noise nowhere, on the readers only, on the writers only and on both, and with ten times the
+# noise on the writers (`growlib.symmetry.with_writers_of` moves the writers' split from one
+# widening to another):
 
 # %%
+from growlib.symmetry import clone_gradient_gap, with_writers_of
+
 spec3 = session.phase_spec(3)
-noises = {"no noise": 0.0, f"noise {session.spec.growth.noise}": session.spec.growth.noise,
-          f"noise {10 * session.spec.growth.noise:g}": 10 * session.spec.growth.noise}
+noise = session.spec.growth.noise
+first_batch = tuple(b.to(session.device) for b in session.data.train_batch(spec3.batch_size, spec3.seed, spec3.stream, 0))
+pairs = gl.clone_pairs(moe.cfg.d_mlp, 2 * moe.cfg.d_mlp)  # (unit, its copy)
+clean, noisy, louder = (gl.widen(moe, 2.0, noise=n) for n in (0.0, noise, 10 * noise))
+for label, model in {"no noise": clean, "readers only": with_writers_of(noisy, clean),
+                     "writers only": with_writers_of(clean, noisy), "both (growlib's)": noisy,
+                     "writers only, ×10": with_writers_of(clean, louder)}.items():
+    print(f"{label:>18}: max |∂L/∂w_j - ∂L/∂w_j'| / max |∂L/∂w_j| = {clone_gradient_gap(model, pairs, first_batch):.2e};"
+          f"  1 - cos(w_j, w_j') = {1 - gl.clone_similarity(model, pairs):.2e}")
+del clean, noisy, louder
+
+# %% [markdown]
+# Read the two columns together: the readers' noise alone makes the incoming weights differ
+# (1 − cos > 0) but leaves their gradients equal (float rounding); the writers' noise alone
+# leaves the incoming weights equal but gives them different gradients, ten times more
+# different for ten times the noise. Now over training: the MoE widened ×2 three times (split
+# noise 0, the default, and ten times the default), each trained for the same steps on the same
+# batches at phase 3's learning rate; after every step, the mean over all units, experts and
+# layers of $1 - \cos(w_j, w_{j'})$.
+
+# %%
+noises = {"no noise": 0.0, f"noise {noise}": noise, f"noise {10 * noise:g}": 10 * noise}
 probe_steps = min(30, spec3.steps)
 traces = {}
-for label, noise in noises.items():
-    wide = gl.widen(moe, 2.0, noise=noise)
-    pairs = gl.clone_pairs(moe.cfg.d_mlp, wide.cfg.d_mlp)  # (unit, its copy)
+for label, n in noises.items():
+    wide = gl.widen(moe, 2.0, noise=n)
     opt = gl.make_optimizer(wide, spec3.peak_lr, spec3.weight_decay, session.device)
     traces[label] = [gl.clone_similarity(wide, pairs)]
     for step in range(probe_steps):
@@ -368,12 +545,17 @@ print(f"1 - cos: {1 - gl.clone_similarity(at_growth, pairs):.2e} just after grow
 
 # %% [markdown]
 # **What to notice:** without noise the copies stay identical to the last bit, as derived. With
-# the default noise they start apart by the noise alone and, over these steps, training does not
-# pull them further apart: the grown model's new units are still near-copies at the end of
-# phase 3, so much of its extra width is not yet used. Ten times the noise starts them ten
-# times further apart in weight (the function is still preserved: the noise is zero-sum, as the
-# explorer above checks), but they do not move apart faster either. Exercise 4 below asks what
-# this means for the comparison in notebook 04.
+# noise, $1 - \cos$ of the incoming weights starts at the readers' noise and barely moves, over
+# 30 steps and over the whole of phase 3. The derivation says why: that starting difference
+# lies in the direction $[z, -z]$ that the gradients do not change, and what does move the
+# copies apart, the writers' noise through $2 m^\top g$, is small (the relative gradient
+# difference printed above, a few percent at the default noise), so in these few hundred steps
+# it adds little to a difference that was already there. Ten times the noise starts the copies
+# ten times further apart in weight (about a hundred times in $1 - \cos$, which grows as the
+# square of a small angle; the function is still preserved, as the explorer checks), and they still do
+# not move apart visibly faster. The grown model's new units are near-copies at the end of
+# phase 3, so much of its extra width is not yet used. Exercise 4 below asks what this means
+# for the comparison in notebook 04.
 #
 # ## What the grown model writes
 
@@ -381,15 +563,9 @@ print(f"1 - cos: {1 - gl.clone_similarity(at_growth, pairs):.2e} just after grow
 print(harness.sample_text(grown, session, tokens=80))
 
 # %% [markdown]
-# ## What this notebook showed
-#
-# Widening keeps a duplicated residual stream duplicated (readers split their columns, writers
-# halve theirs, LayerNorm is blind to duplication, heads are copied whole, the final LayerNorm
-# is divided by the width factor); deepening adds blocks that start as the identity and still
-# learn; every layer of the grown model was checked against the MoE, and the plain G_stack copy
-# was not preserving.
-#
 # ## The papers
+#
+# Every paper of the series, with what each contributed: the [references](references.md) page.
 #
 # - Net2Net: Chen, Goodfellow and Shlens, *Net2Net: Accelerating Learning via Knowledge
 #   Transfer*, ICLR 2016, <https://arxiv.org/abs/1511.05641> (function-preserving widening and deepening).
@@ -400,9 +576,32 @@ print(harness.sample_text(grown, session, tokens=80))
 # - HyperCloning: Samragh et al., *Scaling Smart: Accelerating Large Language Model Pre-training
 #   with Small Model Initialization*, 2024, <https://arxiv.org/abs/2409.12903> (×n width by copying).
 # - G_stack: Du et al., *Stacking Your Transformers: A Closer Look at Model Growth for Efficient
-#   LLM Pre-Training*, NeurIPS 2024, <https://arxiv.org/abs/2405.15319> (depth by stacking copies).
+#   LLM Pre-Training*, NeurIPS 2024, <https://arxiv.org/abs/2405.15319> (depth by stacking copies
+#   of the whole model).
 # - LLaMA Pro: Wu et al., *LLaMA Pro: Progressive LLaMA with Block Expansion*, ACL 2024,
 #   <https://arxiv.org/abs/2401.02415> (identity blocks with zeroed output projections).
+# - MIDAS: Saunshi et al., *On the Inductive Bias of Stacking Towards Improving Reasoning*,
+#   NeurIPS 2024, <https://arxiv.org/abs/2409.19044> (growing by copying the middle layers).
+#
+# ## Summary
+#
+# - **Width** keeps a duplicated residual stream duplicated: LayerNorm is blind to duplication;
+#   a reader copies its rows and splits its columns between the copies of its input; a writer
+#   does the same for the copied heads and hidden units it reads; both splits carry zero-sum
+#   noise, which cancels on a duplicated input. The router splits its columns ($W_r/k$) and gets
+#   no noise; heads are copied whole (a wider head would change the score scale and RoPE's
+#   frequencies); the final LayerNorm is divided by $k = \lfloor f \rfloor$, the number of whole
+#   copies (1 at ×1.5).
+# - **×1.5** copies half of the heads and hidden units, splits only their columns, and fills the
+#   extra residual dimensions with the mean (LEMON), with every LayerNorm's gain × √s and eps × s.
+# - **Depth** adds copies whose output projections are zeroed: identity blocks that still learn.
+#   The three placements (at the end, interleaved, in the middle) are three different models,
+#   all exact; plain copies are not.
+# - Each rule can be turned off in the explorer; each breaks the function except the router's
+#   lack of noise, which only avoids useless noise.
+# - **Symmetry breaking** comes from the writers' noise: a unit and its copy get gradients that
+#   differ by $2 m^\top g$; with these few steps the copies stay near-copies.
+# - The rules tensor by tensor: the [rule table](rules.md); the terms: the [glossary](glossary.md).
 #
 # ## Exercises
 #
@@ -411,7 +610,8 @@ print(harness.sample_text(grown, session, tokens=80))
 # 1. **Forget the final LayerNorm.** Widen ×2 but leave $\gamma_f, \beta_f$ as they were. By what
 #    factor do the logits change?
 # 2. **Heads twice as wide.** Duplicate $q$ and $k$ inside each head instead of copying heads.
-#    By what factor does every attention score change?
+#    Ignoring RoPE (bare $q$ and $k$), by what factor does every attention score change? Why
+#    does RoPE keep that factor only at distance 0?
 # 3. **Zero the wrong thing.** Make the new block's LayerNorms zero instead of its output
 #    projections. Is the new block the identity? (Think about the biases.)
 # 4. **Clones forever.** Widen a model with split noise 0 and train it a few steps. Predict the

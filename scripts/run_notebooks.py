@@ -40,7 +40,8 @@ def strip(nb: nbformat.NotebookNode) -> None:
             if "execution_count" in out:  # only execute_result outputs carry one
                 out.execution_count = None
             out.get("data", {}).pop(VOLATILE_OUTPUT, None)
-            out.metadata = {}
+            if "metadata" in out:  # display and result outputs; a stream output has none (nbformat rejects one)
+                out.metadata = {}
 
 
 def course_environment() -> None:
@@ -66,7 +67,8 @@ def main() -> int:
             if run.is_dir():
                 shutil.rmtree(run)
     course_environment()
-    os.environ["GROWLIB_HEADLESS"] = "1"  # no browser here: the explorers print a line instead
+    # no browser here: each explorer draws its figure once, at its controls' starting values
+    os.environ["GROWLIB_HEADLESS"] = "1"
     paths = sorted(NOTEBOOKS.glob("[0-9][0-9]_*.py"))
     if args.names:
         paths = [p for p in paths if p.stem in args.names]

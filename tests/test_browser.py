@@ -32,7 +32,9 @@ pytestmark = pytest.mark.xdist_group("browser")
 
 NOTEBOOKS = Path(__file__).parents[1] / "notebooks"
 # every notebook with widgets, and how many controls each shows
-WIDGET_NOTEBOOKS = {"00_overview.ipynb": 5, "02_upcycling.ipynb": 4, "03_bilateral_growth.ipynb": 4}
+# (02: top-k, the rule buttons; 03: width, + layers and split noise sliders, the placement dropdown, the
+# "turn off" rule buttons)
+WIDGET_NOTEBOOKS = {"00_overview.ipynb": 5, "02_upcycling.ipynb": 4, "03_bilateral_growth.ipynb": 5}
 RUN_TIMEOUT_S = 600  # one notebook run from the top, phases shortened by GROWLIB_STEPS
 REDRAW_TIMEOUT_S = 30
 

@@ -63,6 +63,20 @@ def test_interleave_placement_is_the_documented_one():
     assert depth_plan(7, 2, "middle") == [0, 1, 2, 2, 3, 3, 4, 5, 6]
 
 
+@pytest.mark.parametrize("n_layers, extra", [(4, 4), (2, 2), (3, 3), (4, 8), (7, 4), (4, 2)])
+def test_the_three_placements_are_three_different_models(n_layers, extra):
+    # the cpu preset (4 + 4), tiny (2 + 2), compare (3 + 3): extra >= L used to give interleave == middle
+    plans = {where: depth_plan(n_layers, extra, where) for where in ("end", "interleave", "middle")}
+    assert len({tuple(p) for p in plans.values()}) == 3, plans
+    assert all(len(p) == n_layers + extra and sorted(set(p)) == list(range(n_layers)) for p in plans.values())
+
+
+def test_middle_copies_only_the_middle_and_interleave_every_layer_once_at_extra_equal_to_depth():
+    assert depth_plan(4, 4, "interleave") == [0, 0, 1, 1, 2, 2, 3, 3]
+    assert depth_plan(4, 4, "middle") == [0, 1, 1, 1, 2, 2, 2, 3]  # layers 1 and 2, twice each
+    assert depth_plan(3, 3, "middle") == [0, 1, 1, 1, 1, 2]
+
+
 def test_seed_growth_messages(capsys):
     grow(build_model(small_config(n_layers=7)), 2, 4)
     out = capsys.readouterr().out.splitlines()

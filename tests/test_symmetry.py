@@ -50,3 +50,23 @@ def test_upcycled_experts_start_identical_and_the_router_moves_them_apart():
     assert gl.mean_expert_similarity(moe) < 1.0 - 1e-6
     with pytest.raises(ValueError, match="no MoE layers"):
         gl.expert_similarity(dense)
+
+
+@pytest.mark.parametrize("moe", [False, True])
+def test_noise_on_the_readers_alone_gives_a_unit_and_its_copy_the_same_gradient(moe):
+    # their pre-activations are equal (the input is duplicated); only the writers' noise makes the gradients differ
+    from growlib.symmetry import clone_gradient_gap, with_writers_of
+
+    model = gl.build_model(gl.get_preset("tiny").model, seed=1)
+    model = gl.upcycle(model, 4, 2) if moe else model
+    batch = tuple(torch.randint(0, model.cfg.vocab_size, (2, 4, 16), generator=torch.Generator().manual_seed(0)))
+    pairs = gl.clone_pairs(model.cfg.d_mlp, 2 * model.cfg.d_mlp)
+    plain, noisy, louder = (gl.widen(model, 2, noise=n) for n in (0.0, 0.02, 0.2))
+    assert clone_gradient_gap(plain, pairs, batch) == 0.0
+    assert clone_gradient_gap(with_writers_of(noisy, plain), pairs, batch) < 1e-5  # rounding only
+    writers = clone_gradient_gap(with_writers_of(plain, noisy), pairs, batch)
+    assert writers > 1e-3
+    assert clone_gradient_gap(with_writers_of(plain, louder), pairs, batch) == pytest.approx(10 * writers, rel=0.3)
+    # the incoming weights' difference is the readers' noise alone
+    assert gl.clone_similarity(with_writers_of(plain, noisy), pairs) == 1.0
+    assert gl.clone_similarity(with_writers_of(noisy, plain), pairs) == gl.clone_similarity(noisy, pairs)
