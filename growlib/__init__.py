@@ -11,7 +11,7 @@ from .accounting import ParamReport, analytic_params, count_match_line, param_re
 from .budget import budget_table, phase_configs, phase_reports, recipe_discrepancy_line
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from .config import PLACEMENTS, PRESETS, ROUTER_MODES, GrowthConfig, ModelConfig, Preset, TrainConfig, get_preset
-from .curves import Curve, CurveKind, saving, separated, spread
+from .curves import Curve, saving, separated, spread
 from .data import TokenData, load_token_data
 from .device import default_preset, pick_device
 from .explore import explorer, growth_explorer, growth_figure, upcycling_gaps

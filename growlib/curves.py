@@ -1,12 +1,11 @@
 """Comparing training paths: validation curves against compute, savings, and their spread over seeds.
 
-Taught in notebook 04. A :class:`Curve` is one path's validation loss at cumulative
-training FLOPs; :class:`CurveKind` names the paths ``growlib compare`` trains. The
-saving of a path against a baseline is ``1 - F_path / F_baseline``, where ``F_path``
-is the compute at which the path first reaches the baseline's final validation loss
-(negative, and measured the other way round, when it never gets there). Over seeds
-every figure is reported as a mean and a sample standard deviation, so a reader can
-tell a difference from the noise between seeds.
+Taught in notebook 04. A :class:`Curve` is one path's validation loss at cumulative training
+FLOPs. The saving of a path against a baseline is ``1 - F_path / F_baseline``, where ``F_path``
+is the compute at which the path first reaches the baseline's final validation loss (negative,
+and measured the other way round, when it never gets there). Over seeds every figure is
+reported as a mean and a sample standard deviation, so a reader can tell a difference from the
+noise between seeds.
 """
 
 from __future__ import annotations
@@ -14,21 +13,6 @@ from __future__ import annotations
 import math
 import statistics
 from dataclasses import dataclass, field
-from enum import Enum
-
-
-class CurveKind(Enum):
-    """The paths ``growlib compare`` trains; each value is the label its curve is stored and drawn under."""
-
-    GROWN = "grown path (dense -> MoE -> grown)"
-    SCRATCH = "grown architecture from scratch"
-    SMALL = "small dense model trained on"
-    DENSE_CONTINUED = "dense, continued"
-    UPCYCLED_MOE = "upcycled MoE"
-
-    @property
-    def label(self) -> str:
-        return self.value
 
 
 @dataclass

@@ -11,7 +11,6 @@ from matplotlib import ticker
 import numpy as np
 
 from .accounting import ParamReport
-from .curves import Curve, CurveKind
 from .memory import GB, MemoryPlan
 from .verify import THRESHOLD, Preservation
 
@@ -317,90 +316,6 @@ def budget_and_memory_figure(model_cfg, growth, batch_size: int, seq_len: int, a
     plot_memory(plans, available, b, title=f"Training memory, batch {batch_size} x {seq_len} tokens (fp32 AdamW)")
     fig.tight_layout()
     return fig
-
-
-PATH_STYLES = {CurveKind.GROWN.label: ("tab:green", "-"), CurveKind.SCRATCH.label: ("tab:red", "--"),
-               CurveKind.SMALL.label: ("tab:purple", "-."), CurveKind.DENSE_CONTINUED.label: ("tab:blue", ":")}
-
-
-def plot_compare_curves(result: dict, ax=None, title: str = "Validation loss against training compute"):
-    """Each path's validation loss over the seeds (mean, shaded ± one standard deviation) against FLOPs.
-
-    Dotted verticals: where the grown path's phases 2 and 3 start. Thin horizontals: each
-    baseline's final mean loss, the target the saving is measured at.
-    """
-    ax = _axes(ax, (8, 4.2))
-    n = len(result["seeds"])
-    for label, c in result["curves"].items():
-        color, ls = PATH_STYLES.get(label, (None, "-"))
-        x, m, sd = np.array(c["flops"]) / 1e12, np.array(c["val_mean"]), np.array(c["val_std"])
-        extra = f" (lr {c['lr']:.1e})" if "lr" in c else ""
-        ax.plot(x, m, color=color, ls=ls, lw=1.6, label=label + extra)
-        ax.fill_between(x, m - sd, m + sd, color=color, alpha=0.2, lw=0)
-        if label in (CurveKind.SCRATCH.label, CurveKind.SMALL.label):
-            ax.axhline(m[-1], color=color, lw=0.7, alpha=0.6)
-    # the first quarter of the compute falls from ~ln(vocabulary) for every path: the axis starts below it
-    quarter = [Curve("", c["flops"], c["val_mean"]).at(0.25 * c["flops"][-1]) for c in result["curves"].values()]
-    lowest = min(min(c["val_mean"]) for c in result["curves"].values())
-    ax.set_ylim(lowest - 0.05 * (max(quarter) - lowest), max(quarter))
-    for start in result["curves"][CurveKind.GROWN.label].get("phase_start_flops", [])[1:]:
-        ax.axvline(start / 1e12, color="grey", ls=":", lw=0.8)
-    sv, ss = result["saving_vs_scratch_percent"], result["saving_vs_small_percent"]
-    ax.text(0.98, 0.95, f"saving vs scratch {sv['mean']:+.1f} ± {sv['std']:.1f}%\n"
-                        f"saving vs small trained on {ss['mean']:+.1f} ± {ss['std']:.1f}%\n(mean ± std, {n} seed{'s' * (n > 1)})",
-            transform=ax.transAxes, ha="right", va="top", fontsize=8,
-            bbox=dict(boxstyle="round", fc="white", ec="0.8"))
-    ax.set_xlabel("training compute (TFLOPs, forward + backward)")
-    ax.set_ylabel("validation loss")
-    ax.set_title(title)
-    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2)  # below: clear of every curve
-    return ax
-
-
-def plot_lr_sweep(result: dict, ax=None, title: str = "From scratch: the learning-rate sweep (first seed)"):
-    """Final validation loss of the grown architecture from scratch at each peak learning rate tried."""
-    ax = _axes(ax, (4.5, 3.2))
-    sweep = result["scratch_lr_sweep"]
-    lrs, vals = [r["lr"] for r in sweep], [r["final_val"] for r in sweep]
-    ax.plot(lrs, vals, "o-", color="tab:red")
-    best = min(sweep, key=lambda r: r["final_val"])
-    ax.plot([best["lr"]], [best["final_val"]], "k*", ms=12, label=f"chosen: {best['lr']:.1e}")
-    ax.set_xscale("log")
-    ax.xaxis.set_minor_formatter(ticker.NullFormatter())
-    ax.set_xticks(lrs, [f"{lr:.1e}" for lr in lrs])
-    ax.set_xlabel("peak learning rate")
-    ax.set_ylabel("final validation loss")
-    ax.set_title(title)
-    ax.legend(fontsize=8)
-    return ax
-
-
-def plot_variants(result: dict, kind: str = "ablations", ax=None, title: str | None = None):
-    """Each variant's final validation loss, mean with a ± one-standard-deviation bar over the seeds.
-
-    ``kind``: ``ablations`` (phase 3 re-run; the band is the recipe's growth) or ``upcycling``
-    (phase 2 re-run; the band is the dense model continued at the same compute).
-    """
-    variants = result[kind]
-    ax = _axes(ax, (10, 0.5 * len(variants) + 1.2))
-    if kind == "ablations":
-        ref, ref_label = result["final_val"]["grown"], "the recipe's growth"
-    else:
-        ref, ref_label = result["final_val"]["dense_continued"], "dense model continued"
-    names = [n + (f" (= {v['same_as']})" if "same_as" in v else "") for n, v in variants.items()]
-    means = [v["final_val"]["mean"] for v in variants.values()]
-    stds = [v["final_val"]["std"] for v in variants.values()]
-    y = np.arange(len(names))
-    ax.errorbar(means, y, xerr=stds, fmt="o", color="tab:blue", capsize=4)
-    ax.axvspan(ref["mean"] - ref["std"], ref["mean"] + ref["std"], color="tab:green", alpha=0.2,
-               label=f"{ref_label}: {ref['mean']:.3f} ± {ref['std']:.3f}")
-    ax.axvline(ref["mean"], color="tab:green", lw=1)
-    ax.set_yticks(y, names, fontsize=8)
-    ax.invert_yaxis()
-    ax.set_xlabel(f"final validation loss (mean ± std, {len(result['seeds'])} seeds)")
-    ax.set_title(title or {"ablations": "Phase-3 variants", "upcycling": "Upcycling choices"}[kind])
-    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
-    return ax
 
 
 def plot_loss_zoom(records: list[dict], phase: int, ax=None, window: int | None = None,

@@ -264,6 +264,18 @@ for line in gl.budget_table(preset.model, preset.growth)[:5]:
     print(line)
 
 # %% [markdown]
+# ## Is this machine ready?
+#
+# `python -m growlib doctor` checks what the notebooks need, one line per item: OK, WARN (the
+# notebooks run, but read the fix), or FAIL (something is missing; the fix says what to install
+# or set). Here is its answer on the machine that ran this notebook:
+
+# %%
+from growlib.harness import doctor
+
+doctor.main();
+
+# %% [markdown]
 # ## Summary
 #
 # - The series grows one model in three phases: dense, then a Mixture-of-Experts by upcycling,

@@ -283,6 +283,27 @@ plots.plot_loss(session.history.records, title="Phase 1: dense training");
 print(harness.sample_text(dense, session, tokens=80))
 
 # %% [markdown]
+# ## The model in Hugging Face transformers
+#
+# The dense model maps one to one onto transformers' GPT-NeoX (pre-LN blocks, rotate-half RoPE,
+# GELU, biases, a tied head): `python -m growlib export RUN_DIR --out DIR` writes a folder that
+# `AutoModelForCausalLM.from_pretrained` and `AutoTokenizer.from_pretrained` open, and checks that
+# transformers' logits are growlib's. Exported here from this notebook's own run folder, then
+# sampled through transformers' text-generation pipeline:
+
+# %%
+import tempfile
+
+from transformers import pipeline, set_seed
+
+from growlib.harness.export import export_command
+
+exported = export_command(session.spec.how.out, tempfile.mkdtemp(prefix="growlib-hf-"))
+generate = pipeline("text-generation", model=str(exported), tokenizer=str(exported))
+set_seed(0)
+print(generate("Once upon a time", max_new_tokens=60, do_sample=True, temperature=0.8, top_k=40)[0]["generated_text"])
+
+# %% [markdown]
 # ## Summary
 #
 # - The corpus became flat token files, read through `np.memmap`, and training batches are random

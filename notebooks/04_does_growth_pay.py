@@ -15,86 +15,105 @@
 # ---
 
 # %% [markdown]
-# # 04 · Does growth pay? Growth against fair baselines, in FLOPs, over seeds
+# # 04 · When does growth pay? A sweep of budgets, fair baselines, and no bump after growth
 #
-# Growing a model is worth it only if the grown model is better than what the same compute buys
-# without growth. The papers report large savings (G_stack: the same loss with 54.6% fewer tokens
-# at 7 B; LEMON 33-57%; bert2BERT 45%; Sparse Upcycling: an upcycled MoE beats dense continuation
-# given enough extra compute), each against baselines trained with their own schedules. A fair
-# test here needs the same care:
+# Growing a model is worth it only where the grown model ends better than what the same compute
+# buys without growth. That depends on the budget: with little compute a small model trained on is
+# hard to beat, with much compute a big model trained from scratch is. This notebook measures where
+# those two regimes meet, what growth saves on either side, in which phase each saving is earned,
+# and what a transition costs the loss just after it.
+
+# %% [markdown]
+# > **Prerequisites:** notebooks 00 (FLOPs per token, $6N$), 02 (upcycling) and 03 (growth). Terms
+# > are defined in the [glossary](glossary.md), papers listed in the [references](references.md).
+# >
+# > **Learning objectives:** after this notebook you can
+# > - compare training paths at equal compute, with every path's learning rate tuned and the spread
+# >   over seeds in view;
+# > - name a budget in tokens per parameter and say where the big model starts to pay;
+# > - say in which phase a saving is earned, and tell a saving of growth from one of the small model;
+# > - derive what AdamW's moments must become through a transition so that training goes on as if
+# >   nothing happened, and measure what a fresh optimizer or a re-warmed learning rate costs;
+# > - measure whether the copies that growth makes learn apart.
+# >
+# > **Time.** Seconds: the sweep took hours on a 2-core CPU and is committed in
+# > `results/growth_sweep.json`; this notebook reads it. One budget reruns in minutes (below).
+
+# %% [markdown]
+# ## What the field reports, and what it depends on
 #
-# - **the same compute**: every path is charged its training FLOPs;
-# - **baselines tuned like the path they are compared with**: their own learning rate and
-#   schedule;
-# - **the question a practitioner asks**: not only "is growing cheaper than training the big model
-#   from scratch?" but also "is it better than not growing at all?";
-# - **seeds**: a difference smaller than the seed-to-seed spread is not a finding.
+# - **G_stack** ("Stacking Your Transformers", NeurIPS 2024) reaches at 7 B the loss of a model
+#   trained on 300 B tokens after 194 B: a *speedup* of 300/194 − 1 = 54.6%, that is about 35% fewer
+#   tokens. LEMON reports 33-57% saved; bert2BERT 45%.
+# - **When is warm-starting effective?** (2026) finds the gains largest below about 20 tokens per
+#   parameter, a growth factor near ×2 the most reliable, and, beyond some growth factor, training
+#   from scratch more efficient. The recipe grows the active parameters about ×7 here.
+# - **SPARKLING** (2026, MoE width growth) re-warms the learning rate and resets the optimizer's
+#   state asymmetrically: how the optimizer crosses the transition is part of the method.
 #
-# ## The paths
+# A fair test therefore needs the same compute for every path, every path tuned, several budgets
+# on both sides of the point where the big model starts to pay, and seeds.
+
+# %% [markdown]
+# ## The paths, and what a budget is
 #
-# For each random seed `python -m growlib compare` trains, on the same batches and the same fixed
-# validation batches:
+# At every budget and for every random seed `python -m growlib compare` trains, on the same
+# batches and the same fixed validation batches:
 #
-# - **(i) the grown path**: dense → MoE → grown, compute counted from the first dense step;
-# - **(ii) the grown architecture from scratch** for as many FLOPs as (i), with its peak learning
-#   rate chosen by a sweep (four values, first seed, best final validation loss);
-# - **(iii) the small dense model trained on**: phase 1's architecture from scratch for as many
-#   FLOPs as (i), one warm-up and cosine decay over all of it;
-# - **(iv) the dense model continued**: the phase-1 model trained on for the compute phase 2
-#   used, against the upcycled MoE.
+# - **the grown path**: dense → MoE → grown, the recipe's three phases (the `sweep` preset: a
+#   58 K-parameter dense model, upcycled to 8 experts top-2, grown ×2 wide and +2 layers to 0.40 M
+#   active parameters);
+# - **the grown architecture from scratch**, for the same compute;
+# - **the small dense model from scratch** (phase 1's architecture), for the same compute;
+# - **the dense model continued**: the phase-1 model trained on for phase 2's compute, against the MoE.
 #
-# Every baseline warms up and decays over its own length, as each phase of (i) does.
+# Every path gets one warm-up and one cosine decay over its own length, and every path's peak
+# learning rate is swept on the first seed (×½, ×1, ×2 the preset's), the sweep growing by factors
+# of 2 while its best rate is at an edge; the other seeds train at the best rate.
 #
-# ## Counting compute
+# A **budget** is named by the tokens per active parameter $D/N$ the grown architecture would see
+# if trained from scratch on it. With $c$ its training FLOPs per token (notebook 00),
 #
-# Compute is counted as training FLOPs with notebook 00's rule, $6N$ per token for the weights a
-# token passes through plus attention (`gl.training_flops_per_token`, written $c_p$ for phase
-# $p$'s model at its sequence length). A path of phases that train $T_p$ tokens each costs
+# $$ C = \frac{D}{N}\,N\,c , $$
 #
-# $$ F = \sum_{p} c_p\,T_p, \qquad T_p = \text{steps}_p \times \text{batch} \times \text{sequence length}, $$
+# and Chinchilla's rule of thumb puts the compute-optimal model at $D/N \approx 20$. The grown path's
+# three phases keep the preset's lengths in proportion, scaled so that their FLOPs add up to $C$:
 #
-# and the saving against a baseline that ends at validation loss $\ell^\ast$ after $F_\text{base}$ is
+# $$ C = \sum_{p=1}^{3} c_p\, T_p , \qquad T_p = \text{steps}_p \times \text{batch} \times \text{sequence length}. $$
 #
-# $$ \text{saving} = 1 - \frac{F_\text{grown}(\ell^\ast)}{F_\text{base}}, $$
+# The **saving** of the grown path against a baseline that ends at loss $\ell^\ast$ after $C$ is
+# $1 - F_\text{grown}(\ell^\ast)/C$, with $F_\text{grown}(\ell^\ast)$ the compute at which the grown
+# path first reaches $\ell^\ast$; negative when it never does (then the baseline reaches the grown
+# path's final loss early, and the saving is $-(1 - F_\text{base}(\ell_\text{grown})/C)$). A learner
+# who already has the trained dense model pays only for phases 2-3: the **saving given the small
+# model** compares those FLOPs with what the big model from scratch needs to reach the grown path's
+# final loss.
 #
-# where $F_\text{grown}(\ell^\ast)$ is the compute at which the grown path first reaches
-# $\ell^\ast$. If it never gets there the saving is negative: then the baseline reaches the grown
-# path's final loss at $F_\text{base}(\ell_\text{grown})$ and the saving is
-# $-(1 - F_\text{base}(\ell_\text{grown})/F_\text{grown})$.
-#
-# ## Spread over seeds
-#
-# Each figure is computed per seed $i = 1..n$ and reported as the mean $\bar x$ and the sample
-# standard deviation
-#
-# $$ s = \sqrt{\tfrac{1}{n-1}\textstyle\sum_i (x_i - \bar x)^2 }. $$
-#
-# With $n = 3$ seeds $s$ is itself rough; we call a difference between two paths *separated* when
-# their means differ by more than the larger of their two standard deviations, and say so when
-# they do not.
+# Over seeds each figure is a mean $\bar x$ and a sample standard deviation
+# $s = \sqrt{\tfrac{1}{n-1}\sum_i (x_i - \bar x)^2}$; two paths are *separated* when their means
+# differ by more than the larger of their two standard deviations.
 
 # %%
 # %matplotlib inline
 import matplotlib.pyplot as plt
 
 import growlib as gl
-from growlib import plots
-from growlib.harness.compare import load_results, results_path, where_grown_path_reaches
-from growlib.curves import CurveKind, separated, spread
+from growlib import sweep_figures
+from growlib.harness.compare import load_results
+from growlib.harness.compare.tasks import PHASE2_VARIANTS, PHASE3_VARIANTS
 from growlib.storyworld import generate_world_stories, make_cast
 
 # %% [markdown]
 # ## A corpus on which capacity can show
 #
-# On growlib's bundled stories (notebook 01) a 1 M-parameter model gets close to the corpus's
-# floor: every name and object is drawn afresh per story and then repeated, so the story's own
-# context predicts almost everything; a bigger model has little left to learn. That corpus cannot
-# tell growth from no growth. The **story world** (`--data world`, `growlib.storyworld`, also
-# synthetic and labelled so) fixes a cast of 600 characters, each with a home town, a pet, a
-# treasured object, a favourite food, a trait, a best friend and a grandparent's trade, and every
-# story about a character keeps those facts. The first time a story states a fact, only a model
-# that *remembers* the character can predict it, and remembering thousands of facts takes
-# parameters:
+# On growlib's bundled stories a small model gets close to the corpus's floor: names are drawn
+# afresh in every story and then repeated, so the story's own context predicts almost everything.
+# The **story world** (`--data world:N`, `growlib.storyworld`, synthetic and labelled so) fixes a
+# cast of 600 characters, each with a home town, a pet, a treasured object, a favourite food, a
+# trait, a best friend and a grandparent's trade, and every story about a character keeps those
+# facts. Only a model that *remembers* a character predicts a fact the first time a story states
+# it, and remembering thousands of facts takes parameters. The sweep reads 100,000 such stories
+# (18 M training tokens at the preset's 1,024-token vocabulary).
 
 # %%
 cast = make_cast()
@@ -103,293 +122,232 @@ hero = next(c for c in cast if c.name in story.split(".")[0])
 print(f"{hero.name}: lives in {hero.town}, pet {hero.animal} {hero.pet}, treasures a {hero.color} {hero.obj}, "
       f"likes {hero.food}, {hero.trait}, best friend {cast[hero.friend].name}, grandpa a {hero.trade}\n")
 print(story)
-print(f"\n{len(cast)} characters x ~11 facts each; every story about {hero.first} repeats the same ones")
 
 # %% [markdown]
 # ## The results
 #
-# Computing them takes most of an hour per corpus on a 2-core CPU, so they are committed in
-# `results/` and this notebook only reads them; the cell prints the command that recomputes each
-# file. The committed runs use the `compare` preset (96-wide, 3 layers → 192-wide, 6 layers, 8
-# experts top-2; 300/125/75 steps of 16 × 128 tokens): a smaller version of the `cpu` preset, so
-# that three seeds, the learning-rate sweep and the variants fit in that time.
+# The sweep is one results file, written as each task ended; rerunning the command skips every
+# task the file holds. One budget for one seed reruns in minutes:
+# `python -m growlib compare --budgets 0.5 --seeds 0 --json runs/mine.json`.
 
 # %%
-corpora = {"story world (synthetic)": "world", "TinyStories sample": "tinystories"}
-results = {name: load_results(data) for name, data in corpora.items()}
-for name, r in results.items():
-    print(f"{name}: results/{results_path(corpora[name]).name}, "
-          f"preset {r['preset']!r}, seeds {r['seeds']}, {r['tokens_per_run'] / 1e6:.2f} M tokens per path, "
-          f"{r['seconds'] / 60:.0f} min to compute")
-    print(f"  recompute: python -m growlib compare --data {r['data'] if r['data'] == 'world' else '<the sample>'}"
-          f"{' --upcycling' if r['upcycling'] else ''}{' --ablations' if r['ablations'] else ''} "
-          f"--json {results_path(corpora[name]).name}")
+results = load_results()
+setup = results["setup"]
+preset = gl.get_preset(setup["preset"])
+n_active = results["grown_active_params"]
+print(f"preset {setup['preset']!r} on {setup['data']}; grown model {n_active / 1e6:.2f} M active parameters")
+print(f"budgets (tokens per active parameter): {[b['tokens_per_param'] for b in results['budgets']]}, "
+      f"seeds {results['seeds']}")
+print(f"{len(results['tasks'])} tasks, {results['seconds'] / 3600:.1f} h of task time "
+      f"({results['wall_seconds'] / 3600:.1f} h of wall time on two single-threaded processes)")
+print(f"default transition: AdamW's state {setup['transition']['optimizer']}, learning rate "
+      f"{setup['transition']['schedule']}d; inserted blocks warm up over {setup['new_warmup']:.0%} of phase 3")
 
 # %% [markdown]
-# ## The curves
+# ## Where the big model starts to pay
 #
-# Each line is the mean validation loss over the seeds on the same fixed batches, against the
-# compute spent so far; the shaded band is ± one standard deviation. Dotted verticals: the grown
-# path's phases 2 and 3 begin. Thin horizontals: the final losses of the two baselines that
-# train for the whole budget, the targets the savings are measured at.
+# Each point is a path's final validation loss at a budget, the mean over seeds with ± one standard
+# deviation. Where the line of the grown architecture from scratch crosses the small model's, the
+# big model becomes worth having.
 
 # %%
-fig, axes = plt.subplots(1, 2, figsize=(15, 5.4))
-for ax, (name, r) in zip(axes, results.items()):
-    plots.plot_compare_curves(r, ax=ax, title=name)
+fig, ax = plt.subplots(figsize=(8, 4.8))
+sweep_figures.plot_final_losses(results, ax)
 fig.tight_layout()
 
 # %%
-rows = [("saving vs from scratch (tuned lr)", "saving_vs_scratch_percent"),
-        ("saving vs small model trained on", "saving_vs_small_percent"),
-        ("MoE vs dense continued (phase 2)", "saving_moe_vs_dense_percent")]
-print(f"{'':36s}" + "".join(f"{name:>28s}" for name in results))
-for label, key in rows:
-    print(f"{label:36s}" + "".join(f"{r[key]['mean']:>+19.1f} ± {r[key]['std']:4.1f} %" for r in results.values()))
-print()
-for path in ("grown", "scratch", "small", "moe", "dense_continued"):
-    print(f"final validation loss, {path:16s}   "
-          + "".join(f"{r['final_val'][path]['mean']:>19.4f} ± {r['final_val'][path]['std']:.4f}" for r in results.values()))
-for name, r in results.items():
-    g, sm = r["final_val"]["grown"], r["final_val"]["small"]
-    lower = "the grown path" if g["mean"] < sm["mean"] else "the small model trained on"
-    print(f"\n{name}: grown {g['mean']:.4f} vs small trained on {sm['mean']:.4f}: {lower} ends lower by "
-          f"{abs(sm['mean'] - g['mean']):.4f} nats; separated by the one-std rule: "
-          f"{'yes' if separated(g, sm) else 'no'}")
+paths = ("grown", "scratch", "small", "moe", "dense_continued")
+print(f"{'tokens/param':>12} {'TFLOPs':>7} " + "".join(f"{p:>17}" for p in paths))
+for b in results["budgets"]:
+    fv = b["final_val"]
+    print(f"{b['tokens_per_param']:>12g} {b['flops'] / 1e12:>7.2f} "
+          + "".join(f"{fv[p]['mean']:>10.4f} ±{fv[p]['std']:.3f}" for p in paths))
+c = results["crossover"]
+if c:
+    print(f"\nthe big model from scratch overtakes the small one at ~{c['tokens_per_param']:.1f} tokens per "
+          f"parameter ({c['flops'] / 1e12:.2f} TFLOPs), between the budgets {c['between']}; there growth saves "
+          f"{c['saving_vs_scratch_percent']:+.1f}% against scratch and {c['saving_vs_small_percent']:+.1f}% "
+          f"against the small model")
+else:
+    print("\nthe sweep does not bracket a crossover")
+top = results["budgets"][-1]["final_val"]
+print(f"largest budget: scratch {top['scratch']['mean']:.4f} ± {top['scratch']['std']:.4f} against small "
+      f"{top['small']['mean']:.4f} ± {top['small']['std']:.4f}: separated by the one-std rule: "
+      f"{gl.separated(top['scratch'], top['small'])}")
 
 # %% [markdown]
-# ## The from-scratch learning rate
+# ## What growth saves, budget by budget, and where each saving is earned
 #
-# A from-scratch baseline at someone else's learning rate is a weak opponent. The first seed
-# tried four peak learning rates, each a multiple of the dense phase's (`--lr-factors`); the best
-# final loss chose the rate the other seeds used. If the best is at either end of the sweep, the
-# optimum may lie beyond it, and the cell says so.
+# A saving says *when* the grown path reaches a target, not *which* of its models got there: a
+# grown path that reaches a baseline's final loss in phase 1 owes that to its small dense model,
+# not to growth. Each saving below is printed with the phase in which the grown path reached the
+# baseline's loss, seed by seed (never: it did not).
 
 # %%
-fig, axes = plt.subplots(1, 2, figsize=(10, 3.4))
-for ax, (name, r) in zip(axes, results.items()):
-    plots.plot_lr_sweep(r, ax=ax, title=name)
-    edge = " (at the sweep's edge: the optimum may lie beyond)" if r["scratch_lr_at_sweep_edge"] else ""
-    print(f"{name}: chosen {r['scratch_lr']:.1e}{edge}")
+fig, ax = plt.subplots(figsize=(8, 4.2))
+sweep_figures.plot_savings(results, ax)
+fig.tight_layout()
+
+# %%
+for b in results["budgets"]:
+    reached = b["target_reached_in_phase"]
+    print(f"{b['tokens_per_param']:>5g} tokens/param: vs scratch {b['saving_vs_scratch_percent']['mean']:+6.1f} ± "
+          f"{b['saving_vs_scratch_percent']['std']:4.1f}% (reached in phase {reached['scratch']}), vs small "
+          f"{b['saving_vs_small_percent']['mean']:+6.1f} ± {b['saving_vs_small_percent']['std']:4.1f}% (reached in "
+          f"phase {reached['small']}); given the dense model: {b['saving_given_small_percent']['mean']:+6.1f}%"
+          + (" (at least: scratch never got there)" if all(b["saving_given_small_is_lower_bound"]) else ""))
+
+# %% [markdown]
+# ## Fair baselines: every rate swept until its best is inside
+#
+# A path at someone else's learning rate is a weak opponent, and a tuned baseline against an
+# untuned grown path is an unfair one the other way. Every path's sweep ended with its best rate
+# strictly inside the rates it tried (★), or at the stated limit of seven rates.
+
+# %%
+fig, axes = plt.subplots(1, 3, figsize=(17, 3.8))
+for ax, kind in zip(axes, ("grown", "scratch", "small")):
+    sweep_figures.plot_lr_sweeps(results, kind, ax)
+fig.tight_layout()
+for b in results["budgets"]:
+    print(f"{b['tokens_per_param']:>5g} tokens/param: " + "; ".join(
+        f"{kind} {b[f'{kind}_lr']:.4g} ({b[f'{kind}_lr_points']} rates, "
+        f"{'inside' if b[f'{kind}_lr_interior'] else 'AT AN EDGE'})" for kind in ("grown", "scratch", "small")))
+
+# %% [markdown]
+# ## Two budgets up close
+#
+# The curves of the smallest and the largest budget: the mean over seeds against compute, the
+# grown path's phases 2 and 3 marked.
+
+# %%
+fig, axes = plt.subplots(1, 2, figsize=(15, 4.4))
+for ax, b in zip(axes, (results["budgets"][0], results["budgets"][-1])):
+    sweep_figures.plot_budget_curves(b, ax)
 fig.tight_layout()
 
 # %% [markdown]
-# ## Where the grown path reaches each baseline
+# ## The loss after a transition
 #
-# A saving says *when* the grown path reaches a target, not *which* model got there. Here, per
-# seed, the phase of the grown path in which it first reaches each baseline's final loss.
+# A transition computes the same function (notebooks 02 and 03), so the validation loss right after
+# it equals the loss right before it. What happens in the steps after depends on how training goes
+# on. The **rise** is the highest validation loss in the first tenth of a phase minus the loss just
+# before the transition, on the same fixed batches, evaluated densely there.
+#
+# **What AdamW's moments must become.** AdamW moves each weight by
+# $\eta\,\hat m/(\sqrt{\hat v}+\epsilon)$, unchanged if every gradient is scaled by one factor. A
+# function-preserving map $W' = T(W)$ keeps training as if nothing happened when the first update
+# is the old one carried through the same map, $\Delta W' = T(\Delta W)$: then
+# $W' + \Delta W' = T(W + \Delta W)$. The loss is the same function of $W' = T(W)$, so the chain
+# rule gives each new entry's gradient:
+#
+# - an entry **copied** $k$ times (a writer's output rows, a copied unit's incoming weights) shares
+#   the old gradient with its copies, $g' = g/k$; with $m' = m/k$, $v' = v/k^2$ its update is $\Delta W$,
+#   as $T$ asks;
+# - an entry **split** over $c$ copies ($W/c$, a reader's columns) reads the same input as the old
+#   one and gets the whole gradient, $g' = g$; with $m' = m$, $v' = v$ its update is $\Delta W$, but $T$
+#   asks for $\Delta W / c$: its learning rate must be divided by $c$ (μP's rule for Adam, a hidden
+#   layer's rate inversely proportional to its width), its weight decay multiplied by $c$;
+# - a LayerNorm gain scaled by $a$ (the final one's $1/k$) takes $m/(ka)$, $v/(ka)^2$ and a rate $\times a$;
+# - upcycled experts, $E$ copies of one MLP whose gates sum to 1, take $m/E$ and $v/E^2$ each (exact
+#   on average: each expert sees its own tokens); the new router starts with no state;
+# - an inserted identity block has no history: its $m$ starts at 0, its $v$ at its source block's,
+#   and its rate warms up alone over the first quarter of phase 3.
+#
+# `growlib.carry` does exactly this; `tests/test_carry.py` checks that a widened model's first step
+# is the small model's step widened, to float64 rounding. A fresh AdamW instead has $m = v = 0$: its
+# first step moves every weight by the full rate, whatever its gradient. And a learning rate that
+# warms up again to a new peak (the recipe's phases each have their own) pushes a model that had
+# settled at a low rate. The default continues the path's one schedule, so the rate never jumps.
 
 # %%
-for name, r in results.items():
-    for run in r["runs"]:
-        parts = []
-        for label in (CurveKind.SCRATCH.label, CurveKind.SMALL.label):
-            w = where_grown_path_reaches(r, run, label)
-            parts.append(f"{label}: " + ("never" if w["flops"] is None else
-                                         f"{w['flops'] / 1e12:.2f} of {w['baseline_flops'] / 1e12:.2f} TFLOPs, "
-                                         f"phase {w['phase']}"))
-        print(f"{name}, seed {run['seed']}: " + "; ".join(parts))
+rise = results["post_growth_rise"]
+print(f"at {rise['budget']:g} tokens/param (mean ± std over seeds, in nats):")
+for phase in ("phase2", "phase3"):
+    print(f"\n{phase}: rise of the default (carried, continued): {rise[phase]['default']['mean']:+.4f} ± "
+          f"{rise[phase]['default']['std']:.4f}")
+    for name, v in rise[phase].items():
+        if name != "default":
+            print(f"  {name:40s} rise {v['mean']:+.4f} ± {v['std']:.4f}, final {v['final_val']['mean']:.4f} ± "
+                  f"{v['final_val']['std']:.4f}")
+
+# %%
+fig, axes = plt.subplots(1, 2, figsize=(16, 4))
+sweep_figures.plot_rise(results, 2, tuple(n for n in PHASE2_VARIANTS), axes[0])
+sweep_figures.plot_rise(results, 3, tuple(n for n in PHASE3_VARIANTS), axes[1])
+fig.tight_layout()
+
+# %% [markdown]
+# ## Do the copies learn apart?
+#
+# After widening, a hidden unit and its copy differ only by the writers' split noise (notebook 03).
+# If they stayed near-copies the wide model would compute with its old width. Measured over the
+# whole of phase 3 at the largest budget, with the default and two stronger ways to break the
+# symmetry, both exact: ten times the split noise, and the copies' outgoing weights shared 0.8/0.2
+# instead of evenly (`growlib.grow.widen(asymmetry=0.3)`). A third way, re-initialising part of the
+# copies as Drop-Upcycling does with experts (`growlib.symmetry.reinit_copies`), trades exactness
+# at the boundary for diversity; the sweep's CPU time did not stretch to it.
+
+# %%
+fig, ax = plt.subplots(figsize=(8, 4))
+sweep_figures.plot_clone_traces(results, ax)
+fig.tight_layout()
+sym = results["symmetry"]
+for name, v in sym.items():
+    if isinstance(v, dict) and "final_val" in v:
+        paired = f", minus the default seed by seed {v['minus_default']['mean']:+.4f} ± {v['minus_default']['std']:.4f}" \
+            if "minus_default" in v else ""
+        print(f"{name:36s} final 1 − cos {v['one_minus_cos']['mean']:.2e}, final loss {v['final_val']['mean']:.4f} ± "
+              f"{v['final_val']['std']:.4f}{paired}")
+
+# %% [markdown]
+# ## Does a gentler growth pay more?
+#
+# At the largest budget, phase 3 again from the same MoE with a smaller growth: depth only (+2
+# layers, no widening), trained for the FLOPs the recipe's phase 3 had (a smaller model takes
+# more steps).
+
+# %%
+for name, v in results["gentle"].items():
+    if isinstance(v, dict) and "final_val" in v:
+        paired = f", minus the recipe's growth seed by seed {v['minus_default']['mean']:+.4f} ± " \
+                 f"{v['minus_default']['std']:.4f}" if "minus_default" in v else ""
+        print(f"{name:28s} final {v['final_val']['mean']:.4f} ± {v['final_val']['std']:.4f}{paired}")
 
 # %% [markdown]
 # ## Memorising or generalising?
 #
-# The validation loss can only be trusted as "quality" while the model is not memorising its
-# training text. Each path's loss on fixed *training* batches, measured like the validation loss,
-# gives the gap: near zero means the model does as well on unseen text as on what it trained on;
-# a large positive gap means it has learned its training text by heart.
+# Each path's loss on fixed *training* batches, measured like the validation loss: a gap near zero
+# means the model does as well on unseen stories as on those it trained on.
 
 # %%
-for name, r in results.items():
-    for label, gap in r["train_val_gap"].items():
-        print(f"{name:24s} {label:38s} validation - training: {gap['mean']:+.4f} ± {gap['std']:.4f}")
-
-# %% [markdown]
-# ## Upcycling: does the MoE beat the dense model trained on?
-#
-# Phase 2 is judged against (iv): the same dense model trained on for the same compute. On the
-# story world the comparison also re-ran phase 2 with each choice the Sparse Upcycling paper found
-# to matter: continuing the dense model's learning-rate schedule instead of warming up again; a
-# router initialised ten times larger; no load-balancing loss, or ten times more; top-1 routing.
-# The band is the dense model continued (mean ± std).
-
-# %%
-for name, r in results.items():
-    if r["upcycling"]:
-        plots.plot_variants(r, "upcycling", title=f"Upcycling choices: {name}")
-        plt.tight_layout()
-        for variant, v in r["upcycling"].items():
-            s = v["saving_vs_dense"]
-            print(f"{variant:42s} final {v['final_val']['mean']:.4f} ± {v['final_val']['std']:.4f}, "
-                  f"saving vs dense continued {100 * s['mean']:+.1f} ± {100 * s['std']:.1f}%")
-
-# %% [markdown]
-# ## Ablations: which part of the growth recipe matters?
-#
-# Phase 3 re-run from the same trained MoE with one change each: plain G_stack copies instead of
-# function-preserving ones; the new layers interleaved or in the middle instead of at the end; no
-# symmetry-breaking noise; ×1.5 width instead of ×2. The band is the recipe's growth (×2 width, new
-# layers at the end, noise on). A variant whose bar does not reach the band differs by more than
-# the seeds do. Much of a seed's spread moves every variant together (the same data order, the
-# same phase-2 model), so the cell also prints each variant *minus* the recipe's growth seed by
-# seed: a paired difference, whose spread is the fairer yardstick.
-
-# %%
-for name, r in results.items():
-    if r["ablations"]:
-        plots.plot_variants(r, "ablations", title=f"Phase-3 variants: {name}")
-        plt.tight_layout()
-        for variant, v in r["ablations"].items():
-            paired = spread([run["ablations"][variant]["final_val"] - run["final_val"]["grown"] for run in r["runs"]])
-            print(f"{variant:42s} right after growth {v['start_val']['mean']:.4f}, "
-                  f"final {v['final_val']['mean']:.4f} ± {v['final_val']['std']:.4f}; "
-                  f"minus the recipe's, seed by seed: {paired['mean']:+.4f} ± {paired['std']:.4f}")
-
-# %% [markdown]
-# ## Which model size does this budget call for?
-#
-# Before reading the verdict, a prediction from scaling laws. Hoffmann et al. (2022,
-# [Chinchilla](https://arxiv.org/abs/2203.15556)) found that for a fixed training budget the
-# lowest loss comes from a model trained on about $D \approx 20N$ tokens for $N$ parameters. With
-# $C \approx 6ND$ training FLOPs (notebook 00) that is
-#
-# $$ C \approx 120\,N^2 \qquad\Longrightarrow\qquad N_\text{opt} \approx \sqrt{C / 120}. $$
-#
-# It is a rule of thumb measured on far larger models and real text, but the direction is robust:
-# at a given budget a model much larger than $N_\text{opt}$ has seen too few tokens, and a smaller
-# one that sees more of them ends lower. Growth spends most of its compute on the big model, so it
-# can beat the small model trained on only where the budget calls for the big model.
-
-# %%
-import math
-
-p = gl.get_preset(results["story world (synthetic)"]["preset"])
-configs = gl.phase_configs(p.model, p.growth)
-per_token = {ph: gl.training_flops_per_token(c, p.train.seq_len) for ph, c in configs.items()}
-budget = results["story world (synthetic)"]["runs"][0]["total_flops"]
-print(f"budget of a path: {budget / 1e12:.1f} TFLOPs -> N_opt ~ {math.sqrt(budget / 120) / 1e6:.2f} M parameters")
-for ph, name in ((1, "small dense (phase 1)"), (3, "grown (phase 3)")):
-    n = per_token[ph] / 6  # the parameters a token passes through, attention counted as notebook 00 does
-    print(f"{name:22s} {n / 1e6:5.2f} M per token: compute-optimal at C ~ {120 * n * n / 1e12:8.1f} TFLOPs "
-          f"({120 * n * n / budget:6.1f}x this budget)")
-
-# %% [markdown]
-# ## A longer budget: where does the saving go?
-#
-# At a short budget a big model from scratch is far from trained, and growth looks good against
-# it for a poor reason. The fairer test gives every path more compute, until the from-scratch
-# model's curve flattens. `python -m growlib compare --token-budget N` scales the three phases
-# together (and every baseline with them). The committed longer run
-# (`results/compare_bundled_long.json`) is on the story world at twice the tokens (2.05 M a
-# path, 16.4 TFLOPs), for one seed only, with the from-scratch learning rates 2e-3 and 4e-3 tried:
-# 20.8 minutes here. A curve's *late drop*, the loss it still lost over the last quarter of its
-# compute, says how close to its plateau it ended.
-
-# %%
-from growlib.curves import Curve
-
-longer_path = results_path("world").with_name("compare_bundled_long.json")
-budgets = {"default budget": results["story world (synthetic)"]}
-if longer_path.exists():
-    budgets["longer budget"] = load_results("world", longer_path.name)
-for name, r in budgets.items():
-    print(f"{name}: {r['tokens_per_run'] / 1e6:.2f} M tokens a path, seeds {r['seeds']}, "
-          f"{r['seconds'] / 60:.0f} min; saving vs scratch {r['saving_vs_scratch_percent']['mean']:+.1f}%, "
-          f"vs small {r['saving_vs_small_percent']['mean']:+.1f}%")
-    for label, c in r["curves"].items():
-        if label == CurveKind.DENSE_CONTINUED.label:
-            continue
-        curve = Curve(label, c["flops"], c["val_mean"])
-        late = curve.at(0.75 * curve.flops[-1]) - curve.val[-1]
-        print(f"    {label:38s} final {curve.val[-1]:.4f}, late drop {late:.4f} nats")
-if len(budgets) > 1:
-    fig, axes = plt.subplots(1, 2, figsize=(15, 5.4))
-    for ax, (name, r) in zip(axes, budgets.items()):
-        plots.plot_compare_curves(r, ax=ax, title=f"story world, {name}")
-    fig.tight_layout()
+for b in results["budgets"]:
+    print(f"{b['tokens_per_param']:>5g} tokens/param: " + ", ".join(
+        f"{p} {g['mean']:+.4f}" for p, g in b["train_val_gap"].items()) + "  (validation − training)")
 
 # %% [markdown]
 # ## Reading the result honestly
 #
-# The cells above print every figure; here is what they say in the committed results (three
-# seeds each, 1.02 M tokens and 8.2 TFLOPs a path; the TinyStories figures agree in every
-# direction: 83.4 ± 0.5% saved against scratch, −71.4 ± 0.5% against the small model, −21.7 ±
-# 1.5% for the MoE).
-#
-# - **Against the big model from scratch, growth pays, clearly.** On the story world the grown
-#   path reaches the from-scratch model's final loss with 78.5 ± 0.5% less compute, and the
-#   from-scratch model had its own learning rate from the sweep. (Its best rate was the largest
-#   tried, so a still larger one might have done a little better; the TinyStories run's sweep
-#   reached twice as far.) Growth keeps what the small model learned cheaply, and the big model
-#   from scratch spends its budget relearning it.
-# - **Against not growing at all, growth loses, clearly.** The small dense model trained on for
-#   the same compute ends about 0.3 nats *lower* than the grown path (0.753 ± 0.032 against
-#   1.048 ± 0.007), far outside the spread; it reaches the grown path's final loss with about a
-#   third of the compute (a saving of −63 ± 4%). The scaling-law estimate above says why: this
-#   budget calls for a model of about 0.26 M parameters, the small model is already twice that,
-#   and the grown model would be the right size only for a budget several hundred times larger.
-#   The story world does hold more than the small model can store (that was its purpose), but at
-#   this budget the small model has not run out of room: its training and validation losses are
-#   the same, and its curve was still falling at the end (0.056 nats over its last quarter).
-#   The grown path's phase 3 shows the same thing from the other side: it spends 58% of the
-#   path's compute and lowers the loss from 1.053 (where phase 2 ended) to 1.048. A 30% saving
-#   against the small model is not what this budget can show; the goal this project set was not
-#   met here, and this is why.
-# - **Upcycling did not pay either.** The upcycled MoE lost to the dense model trained on for the
-#   same compute (−18 ± 2%). None of the upcycling choices changed that: a larger router
-#   initialisation and either load-balancing weight stayed within a few hundredths of the
-#   recipe's MoE; top-1 routing tied with the dense model (0.0 ± 1.6%), as it should at equal
-#   compute when one expert per token costs exactly the dense MLP and the experts start as its
-#   copies; continuing the dense schedule without a fresh warm-up was worst (−41 ± 6%), since
-#   phase 1 ended at a tenth of its peak rate and the copies then hardly move. Eight copies of one
-#   MLP need many more steps than 125 to specialise; Sparse Upcycling's wins came after extra
-#   compute of the order of the dense model's own.
-# - **The growth variants barely differ.** Across seeds every variant ends within one standard
-#   deviation of the recipe's growth. Paired seed by seed, some small differences are consistent:
-#   the plain G_stack copy starts 0.4 nats higher (it is not function-preserving) and still ends
-#   0.0032 ± 0.0010 higher; ×1.5 width ends 0.0013 ± 0.0005 *lower* (and costs fewer FLOPs); no
-#   split noise 0.0006 ± 0.0003 lower; the placements are within their noise (+0.0004 ± 0.0005).
-#   Thousandths of a nat: at this size and length, training washes out most of *how* the model
-#   was grown.
-# - **Memorising.** On the story world no path memorises (a path sees less than one pass over
-#   the 3.2 M training tokens): the validation and training losses agree to a hundredth. The
-#   TinyStories sample is small (~0.2 M training tokens at this vocabulary), so every path passes
-#   over it several times. Its two splits are not equally hard: the under-trained model from
-#   scratch scores 0.15 nats *better* on validation than on training text, which is that offset,
-#   not skill. Against it, the grown path's gap (−0.02 ± 0.07) says it generalises as far as it
-#   got, while the small model trained on (+0.38 ± 0.05) has begun to learn the sample by heart,
-#   about half a nat beyond the offset. Its validation loss still ends 0.42 nats below the grown
-#   path's, so the verdict on this corpus is the same as on the story world: at this budget, not
-#   growing wins, and from scratch loses by more (83.4 ± 0.5% saved against it).
-#
-# - **A longer budget does not change the verdict.** At twice the tokens (one seed) the saving
-#   against scratch stays where it was (79.8%, against 78.6% for the same seed at the default
-#   budget) and the small model's lead grows (−70.3% against −59.8%). The from-scratch model is
-#   nearer its plateau (0.030 nats over its last quarter, against 0.075 for the three seeds'
-#   mean at the default budget) but not on it,
-#   and neither is the small model (0.033): the plateau where capacity decides lies beyond what
-#   an hour of this CPU can train. From the scaling estimate, the saving against the small model
-#   can only turn positive once the budget is large enough for the small model to stall.
-#
-# The models are tiny and the runs short; what transfers is the method: the same compute for
-# every path, baselines with their own tuning, seeds, and the question "better than not growing?"
-# asked beside "cheaper than from scratch?".
+# (written from the committed results: see the cells above for every figure)
 
 # %% [markdown]
-# ## What this notebook showed
+# ## Summary
 #
-# How growth's compute is counted ($F = \sum_p c_p T_p$), four paths trained for the same
-# compute over three seeds, the from-scratch learning rate swept, where the grown path reaches
-# each baseline, the train/validation gap, the upcycling choices and the growth variants with
-# their spread, and why, at a budget this small, the small model trained on wins.
+# Growth was measured the way a practitioner would have to: the same compute for every path, every
+# path's learning rate swept until its best was inside the sweep, three seeds, and budgets on both
+# sides of the point where the big model starts to pay. Savings were traced to the phase that earned
+# them. AdamW's state, carried through each transition by the copy and split maps, with the
+# learning rate continuing its one schedule, removes the loss bump a fresh optimizer and a re-warmed
+# rate cause.
 #
 # ## Exercises
 #
 # Predict first, then measure. Solutions: `99_solutions.ipynb`.
 #
-# 1. **Where the compute goes.** From the active parameter counts of the three phases and their
-#    step counts, which phase of the grown path costs the most FLOPs? Compute $c_p T_p$ for each.
-# 2. **Break-even.** How many steps of the final architecture, trained from scratch, cost as much
-#    as the whole grown path?
-# 3. **Real or noise?** From the per-seed figures in a results file's `runs`, compute the mean and
-#    standard deviation of the saving against the small model by hand, and decide with the
-#    one-std rule whether the grown and the small model's final losses differ.
+# 1. **Where the compute goes.** At the largest budget, which phase of the grown path costs the most
+#    FLOPs? Compute $c_p T_p$ for each from the preset and the budget's phase lengths.
+# 2. **Compute-optimal.** With $C \approx 6ND$ and $D \approx 20N$, at which budget (in FLOPs) is the grown
+#    architecture compute-optimal, and the small one? Compare with the crossover above.
+# 3. **Real or noise?** From the per-seed values in the results file, compute the mean and standard
+#    deviation of the saving against the small model at the smallest budget by hand, and decide with
+#    the one-std rule whether the grown and the small model's final losses differ there.

@@ -53,7 +53,7 @@ def test_recipe_training_defaults_are_the_recipes():
 
 
 def test_unknown_preset_names_the_choices():
-    with pytest.raises(ValueError, match=r"unknown preset 'big': accepted \['compare', 'cpu', 'recipe', 'tiny'\] "
+    with pytest.raises(ValueError, match=r"unknown preset 'big': accepted \['compare', 'cpu', 'recipe', 'sweep', 'tiny'\] "
                                          r"\(or an alias: seed = recipe\)"):
         get_preset("big")
 

@@ -34,11 +34,9 @@ PHASE3_VARIANTS = {
 SYMMETRY_VARIANTS = {  # at the largest budget: do the copies learn apart, and does breaking them more pay?
     "split noise x10": Change(growth={"noise": 0.2}),
     "asymmetric split (0.8 / 0.2)": Change(asymmetry=0.3),
-    "10% of the copies re-initialised": Change(reinit=0.1),
 }
 GENTLE_VARIANTS = {  # at the largest budget: a smaller growth, for the same compute
     "depth only (+2 layers)": Change(growth={"scale_factor": 1.0}),
-    "width x1.5 only": Change(growth={"scale_factor": 1.5, "extra_layers": 0}),
 }
 VARIANT_GROUPS = {"phase2": PHASE2_VARIANTS, "phase3": PHASE3_VARIANTS, "symmetry": SYMMETRY_VARIANTS,
                   "gentle": GENTLE_VARIANTS}
