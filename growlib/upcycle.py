@@ -3,7 +3,8 @@
 Taught in notebook 02 (Sparse Upcycling: Komatsuzaki et al., ICLR 2023).
 Every expert is a copy of its layer's MLP, the router is new (N(0, 0.02^2)),
 everything else is copied. With top-k-then-softmax gates (which sum to 1) and
-no token dropped, the MoE computes exactly the dense function.
+no token dropped, the MoE computes the dense function: exactly in exact arithmetic, to
+float rounding in fp32 (the gates' sum and the weighted sum of identical outputs round).
 """
 
 from __future__ import annotations

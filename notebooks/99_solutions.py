@@ -229,28 +229,35 @@ print(f"total {total:.3e} FLOPs; the budget: {largest['flops']:.3e}")
 # Phase 3 costs the most: per token its model costs several times phase 1's, and the preset gives it
 # a quarter of the path's steps.
 #
-# **2. Compute-optimal.** $C \approx 6ND$ with $D \approx 20N$ gives $C \approx 120N^2$, with $N$ the
-# parameters a token passes through (notebook 00 counts them as FLOPs per token / 6):
+# **2. Compute-optimal.** $C \approx 6ND$ with $D \approx 20N$ gives $C \approx 120N^2$. Here $N$ is an
+# *effective* parameter count, a token's training FLOPs divided by 6: it includes attention over the
+# context and the head, so it is larger than the count of weights a token passes through.
 
 # %%
 for p, name in ((1, "small dense"), (3, "grown")):
     n = gl.training_flops_per_token(configs[p], ts.seq_len) / 6
-    print(f"{name:12s} N ~ {n / 1e6:.3f} M per token: compute-optimal at C ~ {120 * n * n:.2e} FLOPs")
+    print(f"{name:12s} effective N ~ {n / 1e6:.3f} M: compute-optimal at C ~ {120 * n * n:.2e} FLOPs")
+budget_flops = ", ".join(f"{b['flops']:.1e}" for b in sweep["budgets"])
+print(f"the sweep's budgets: {budget_flops} FLOPs")
 if sweep["crossover"]:
     print(f"crossover measured at {sweep['crossover']['flops']:.2e} FLOPs")
 
 # %% [markdown]
-# The crossover lies between the two optima: below it the budget is closer to the small model's
-# optimum, above it to the big one's. (The rule of thumb was measured on far larger models; the
-# direction, not the factor, is what carries over.)
+# The sweep's budgets sit around the small model's optimum and several times below the grown
+# model's: the regime where a small model trained on should win, as it does at every budget. The
+# crossover, where the big model starts to pay, lies between the two optima, so beyond the sweep's
+# largest budget. (The rule of thumb was measured on far larger models; the direction, not the
+# factor, is what carries over.)
 #
 # **3. Real or noise?** The per-seed savings are the `values` of each budget's figures:
 
 # %%
+import math
 import statistics
 
 smallest = sweep["budgets"][0]
-per_seed = smallest["saving_vs_small_percent"]["values"]
+# a seed whose path never reaches the target has no finite saving: the spread leaves it out, so do we
+per_seed = [v for v in smallest["saving_vs_small_percent"]["values"] if math.isfinite(v)]
 mean, std = statistics.mean(per_seed), statistics.stdev(per_seed)
 print(f"saving vs the small model at {smallest['tokens_per_param']:g} tokens/param, per seed: "
       f"{', '.join(f'{v:+.1f}%' for v in per_seed)}")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import warnings
 from pathlib import Path
 
 import pytest
@@ -26,6 +27,24 @@ def _offline_and_seeded(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
     torch.manual_seed(0)
+
+
+_last_test = [""]
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item):
+    """Every test, and every fixture it sets up, starts with CPU autocast off.
+
+    Autocast is thread-local state that outlives a test: the bf16 tests turn it on, and a CI
+    worker once carried it on into later tests (a float64 MoE failed on a bf16 cast; not
+    reproduced alone). A leak is reset here and named, with the test that ran before.
+    """
+    if torch.is_autocast_enabled("cpu"):
+        warnings.warn(f"CPU autocast was left on before {item.nodeid} (the test before: {_last_test[0]}); "
+                      "turned off")
+        torch.set_autocast_enabled("cpu", False)
+    _last_test[0] = item.nodeid
 
 
 def small_config(**changes) -> ModelConfig:

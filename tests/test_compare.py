@@ -131,6 +131,28 @@ def test_every_budget_reports_what_notebook_04_reads(small_sweep):
     assert results["seconds"] > 0 and results["grown_active_params"] > 0
 
 
+def test_notebook_04s_figures_draw_from_a_sweep(small_sweep):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from growlib import sweep_figures
+    from growlib.harness.compare.tasks import PHASE2_VARIANTS, PHASE3_VARIANTS
+
+    _, results = small_sweep
+    fig, axes = plt.subplots(2, 5)
+    sweep_figures.plot_final_losses(results, axes[0, 0])
+    sweep_figures.plot_savings(results, axes[0, 1])
+    sweep_figures.plot_budget_curves(results["budgets"][0], axes[0, 2])
+    sweep_figures.plot_rise(results, 2, tuple(PHASE2_VARIANTS), axes[0, 3])
+    sweep_figures.plot_rise(results, 3, tuple(PHASE3_VARIANTS), axes[0, 4])
+    sweep_figures.plot_clone_traces(results, axes[1, 0])
+    for ax, kind in zip(axes[1, 1:], ("grown", "scratch", "small")):
+        sweep_figures.plot_lr_sweeps(results, kind, ax)
+    assert all(ax.lines or ax.collections or ax.patches for ax in axes.flat[:9])
+    plt.close(fig)
+
+
 def test_the_grown_path_preserves_the_function_at_each_transition(small_sweep):
     _, results = small_sweep
     for key, r in results["tasks"].items():
@@ -144,8 +166,8 @@ def test_a_rerun_skips_every_finished_task_and_a_new_budget_runs_only_its_own(sm
 
     sweep, results = small_sweep
     calls = []
-    monkeypatch.setattr(runner, "run_task", lambda setup, key, cache: calls.append(key) or {"final_val": 1.0,
-                                                                                           "seconds": 0.0})
+    monkeypatch.setattr(runner, "run_task", lambda setup, key, cache, grown_lr=None:
+                        calls.append(key) or {"final_val": 1.0, "seconds": 0.0})
     again = Sweep(sweep.setup, sweep.budgets, sweep.seeds, sweep.variants, sweep.path, cache=sweep.cache,
                   say=lambda line: None).run()
     assert calls == [] and again["tasks"] == results["tasks"]

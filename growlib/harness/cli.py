@@ -105,7 +105,7 @@ def _add_compare(sub) -> None:
     comp.add_argument("--processes", type=_positive_int, default=None,
                       help="tasks run in this many single-threaded processes (default: 2 on 2 or more cores)")
     comp.add_argument("--lr-factors", type=float, nargs="+", default=list(LR_FACTORS),
-                      help="the baselines' first learning rates, as multiples of the dense phase's (a best rate "
+                      help="every swept path's first learning rates (the grown path's and the baselines'), as multiples of the dense phase's (a best rate "
                            "at an edge adds rates by factors of 2)")
     comp.add_argument("--json", default=None, help="the results file, resumed if it exists (default: "
                                                    "runs/growth_sweep.json; results/growth_sweep.json is the "

@@ -7,7 +7,7 @@ they run with, but worse (a smaller preset, the bundled stories instead of TinyS
 exit status is 1 when any item FAILs, else 0.
 
 Nothing here has a rule of its own: the memory item asks growlib's run plan
-(:func:`growlib.harness.advice.plan_run`, the rule of ``--lean auto``), the disk item counts the
+(:func:`growlib.harness.memory.plan.plan_run`, the rule of ``--lean auto``), the disk item counts the
 recipe's phase configs (:func:`growlib.budget.phase_configs`), the corpus item follows the
 notebooks' choice (``GROWLIB_TINYSTORIES_SAMPLE``, else TinyStories from the hub or its cache,
 else the bundled stories), and the version bounds are growlib's own (its installed metadata,

@@ -117,16 +117,21 @@ class Sweep:
 
     def run(self) -> dict:
         results = self.load()
-        started = time.perf_counter()
+        self._wall = (results["wall_seconds"], time.perf_counter())  # so far, and when this run started
         try:
             if self.processes > 1:
                 self._in_processes(results)
             else:
                 self._here(results)
         finally:
-            results["wall_seconds"] += time.perf_counter() - started
+            self._count_wall(results)
             self.save(results)
         return results
+
+    def _count_wall(self, results: dict) -> None:
+        """The wall time of earlier runs plus this one's so far (kept with every task, so a killed run counts)."""
+        before, started = self._wall
+        results["wall_seconds"] = before + time.perf_counter() - started
 
     def _pending(self, done: dict, running: set[str]) -> list[Task]:
         tasks = [t for t in ready(self.setup, done, self.budgets, self.seeds, self.variants) if t.key not in running]
@@ -138,6 +143,7 @@ class Sweep:
     def _record(self, results: dict, key: str, result: dict) -> None:
         results["tasks"][key] = result
         results["task_seconds"] += result["seconds"]
+        self._count_wall(results)
         self.say(f"[compare] {key}: final validation loss {result['final_val']:.4f} ({result['seconds']:.0f} s; "
                  f"{len(results['tasks'])} tasks done)")
         self.save(results)
