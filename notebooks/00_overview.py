@@ -69,7 +69,7 @@
 # at budgets under about 20 training tokens per parameter and shrinking as the budget grows; beyond
 # some growth factor, training from scratch was the more efficient. And "cheaper than the big
 # model from scratch" is only half the question: the other half is "better than the small model
-# trained on, for the same compute?". Notebook 04 asks both of this series' models, with
+# trained from scratch on the same compute?". Notebook 04 asks both of this series' models, with
 # baselines tuned on their own and several random seeds.
 #
 # **The recipe.** The series follows one specification of this three-phase run, which we call
@@ -283,7 +283,7 @@ doctor.main();
 #   unchanged, so training goes on from where it was.
 # - Growth and upcycling are used at scale (LLaMA Pro, G_stack, Qwen1.5-MoE). Whether they pay
 #   depends on the growth factor and the budget; notebook 04 measures it against both the big
-#   model from scratch and the small model trained on for the same compute.
+#   model from scratch and the small model from scratch, for the same compute.
 # - A GPT's parameters count by hand, $N = Vd + L(4d^2 + 2dh + 9d + h) + 2d$, to the exact number
 #   of its tensors: 100,038,016 for the recipe's dense model.
 # - A MoE's total parameters grow much faster than its active ones, and compute follows the active

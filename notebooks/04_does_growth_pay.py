@@ -18,7 +18,7 @@
 # # 04 · When does growth pay? A sweep of budgets, fair baselines, and no bump after growth
 #
 # Growing a model is worth it only where the grown model ends better than what the same compute
-# buys without growth. That depends on the budget: with little compute a small model trained on is
+# buys without growth. That depends on the budget: with little compute a small model trained from scratch on all of it is
 # hard to beat, with much compute a big model trained from scratch is. This notebook looks for where
 # those two regimes meet, measures what growth saves, in which phase each saving is earned, and what
 # a transition costs the loss just after it. On this course's 2-core CPU the sweep stays in the
@@ -139,8 +139,11 @@ n_active = results["grown_active_params"]
 print(f"preset {setup['preset']!r} on {setup['data']}; grown model {n_active / 1e6:.2f} M active parameters")
 print(f"budgets (tokens per active parameter): {[b['tokens_per_param'] for b in results['budgets']]}, "
       f"seeds {results['seeds']}")
-print(f"{len(results['tasks'])} tasks, {results['seconds'] / 3600:.1f} h of task time "
-      f"({results['wall_seconds'] / 3600:.1f} h of wall time on two single-threaded processes)")
+in_sweep = [r for k, r in results["tasks"].items()
+            if float(k.split("/")[0]) in {b["tokens_per_param"] for b in results["budgets"]}]
+print(f"{len(in_sweep)} tasks at these budgets, {sum(r['seconds'] for r in in_sweep) / 3600:.1f} h of task time; "
+      f"the file holds {len(results['tasks'])} tasks in all ({results['seconds'] / 3600:.1f} h of task time, "
+      f"{results['wall_seconds'] / 3600:.1f} h of wall time counted on two single-threaded processes)")
 print(f"default transition: AdamW's state {setup['transition']['optimizer']}, learning rate "
       f"{setup['transition']['schedule']}d; inserted blocks warm up over {setup['new_warmup']:.0%} of phase 3")
 
@@ -179,9 +182,11 @@ print(f"largest budget: scratch {top['scratch']['mean']:.4f} ± {top['scratch'][
 # %% [markdown]
 # ### Beyond the sweep: a first pass at 20 tokens per parameter
 #
-# The results file also holds tasks at 20 tokens per parameter, for seed 0 only. They ran first,
-# before the sweep was cut to the budgets above to fit this CPU's hours, and they are not in any
-# summary: one seed, and some of their rate sweeps end at an edge (the rates tried are in the keys).
+# The results file also holds tasks at 20 tokens per parameter: seed 0's first rates of the grown
+# path and of the big model from scratch, and seeds 1 and 2 of the grown path at 0.003 (the rate
+# the first sweep had chosen before seed 0 tried 0.006). They ran first, before the sweep was cut to
+# the budgets above to fit this CPU's hours, and they are in no summary: both sweeps end at an edge
+# (the rates tried are in the keys), and the small model never ran at this budget.
 
 # %%
 summarised = {b["tokens_per_param"] for b in results["budgets"]}
@@ -345,7 +350,7 @@ for b in results["budgets"]:
 # Every figure here is printed by a cell above, from the committed file.
 #
 # - **The big model never pays at these budgets.** From 0.25 to 3 tokens per parameter the small
-#   dense model trained on ends lowest at every budget (0.963, 0.903, 0.779, 0.612), and the grown
+#   dense model from scratch ends lowest at every budget (0.963, 0.903, 0.779, 0.612), and the grown
 #   architecture from scratch never overtakes it: the sweep does not bracket the crossover. The
 #   rule of thumb puts the grown model's optimum near 20 tokens per parameter (exercise 2), about
 #   eight times the sweep's largest budget; on this CPU one task there takes a quarter of an hour,
@@ -361,14 +366,16 @@ for b in results["budgets"]:
 # - **Given the trained dense model**, phases 2-3 cost about 22% less at every budget than the big
 #   model from scratch needs to reach the grown path's loss, and that is a lower bound: the model
 #   from scratch never got there.
-# - **Against the small model trained on, growth loses at every budget**: the small model reaches
+# - **Against the small model from scratch, growth loses at every budget**: the small model reaches
 #   the grown path's final loss with 28-52% less compute, and the grown path never reaches its loss. The MoE ends above the dense model continued at
 #   every budget too: upcycling does not pay here either.
 # - **The bump after growth is gone.** At the transitions' budget (0.5 tokens per parameter, three
 #   seeds), the rise after growth with the default (AdamW carried, schedule continued, inserted
 #   blocks warmed up) is 0.000 ± 0.000 nats, within the issue's 0.005; the recipe's fresh AdamW and
 #   re-warmed rate rise 0.032 ± 0.011. A fresh AdamW at the continued rate is the worst (0.71 after
-#   growth, 1.29 after upcycling): zero moments take full-size steps at the peak rate. Re-warming
+#   growth, 1.29 after upcycling): zero moments take full-size steps at the peak rate. At this
+#   budget the first tenth of phase 3 is only 7 steps, and the recipe's re-warmed rate is still
+#   climbing at its end (the figure), so its 0.032 understates its bump. Re-warming
 #   from zero hides the jump but costs phase 2's final loss (1.151 against the control's 1.107).
 #   After upcycling the default's rise, 0.004 ± 0.006, is the control's own (0.005 ± 0.008): the
 #   noise of a model training on at its peak rate.
@@ -396,7 +403,7 @@ for b in results["budgets"]:
 # Growth was measured the way a practitioner would have to: the same compute for every path, every
 # path's learning rate swept until its best was inside the sweep, and three seeds. Savings were
 # traced to the phase that earned them. The four budgets this CPU could afford all lie below the
-# point where the big model starts to pay, so the small model trained on wins at each of them.
+# point where the big model starts to pay, so the small model from scratch wins at each of them.
 # Against the big model from scratch, growth saves 35-44% once the saving is its own. AdamW's state,
 # carried through each transition by the copy and split maps, with the learning rate continuing
 # its one schedule, removes the loss bump a fresh optimizer and a re-warmed rate cause. A gentler

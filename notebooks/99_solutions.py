@@ -19,7 +19,8 @@
 #
 # Try each exercise in its own notebook first. Every solution here predicts a number with the
 # notebook's derivation, then measures it. Nothing trains: the models are small, built here, and
-# the whole notebook runs in seconds.
+# the whole notebook runs in seconds. The terms are defined in the [glossary](glossary.md), the
+# papers listed in the [references](references.md).
 
 # %%
 # %matplotlib inline
@@ -169,6 +170,16 @@ wide_scores = torch.cat([q, q], 1) @ torch.cat([k, k], 1).T / math.sqrt(2 * dh)
 print(f"score ratio {(wide_scores / old_scores).mean():.4f}; predicted sqrt(2) = {math.sqrt(2):.4f}")
 
 # %% [markdown]
+# **With RoPE**, a query at position $m$ and a key at position $n$ are rotated before the product,
+# each pair of coordinates by the angle $(m-n)\,\theta_i$. In the old head, rotate-half pairs
+# coordinate $i$ with $i + d_h/2$ at frequency $\theta_i = b^{-2i/d_h}$. In a head of width $2d_h$
+# holding $[q, q]$, coordinate $i$ is paired with $i + d_h$, its own copy, and the frequencies are
+# $b^{-2i/(2d_h)}$: other pairs, other angles. At distance 0 every angle is 0, nothing rotates, and
+# the score is $\sqrt2$ times the old one as above. At any other distance the rotations differ from
+# the old head's, so the new score is no fixed multiple of the old one. That is why growlib copies
+# heads whole: each copy keeps its width, its pairs and its frequencies.
+
+# %% [markdown]
 # **3. Zero the wrong thing.** With zero LayerNorms the sub-layers read the zero vector, but the
 # linear layers still add their biases: attention writes its output bias (through the value
 # bias), the MLP writes $W_\text{out}\,\mathrm{GELU}(b_\text{in}) + b_\text{out}$. Not the identity
@@ -244,7 +255,7 @@ if sweep["crossover"]:
 
 # %% [markdown]
 # The sweep's budgets sit around the small model's optimum and several times below the grown
-# model's: the regime where a small model trained on should win, as it does at every budget. The
+# model's: the regime where a small model from scratch should win, as it does at every budget. The
 # crossover, where the big model starts to pay, lies between the two optima, so beyond the sweep's
 # largest budget. (The rule of thumb was measured on far larger models; the direction, not the
 # factor, is what carries over.)
