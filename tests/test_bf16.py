@@ -8,6 +8,7 @@ transition in fp32 below the recipe's 1e-4, and say which dtype trained.
 
 from __future__ import annotations
 
+import gc
 import re
 
 import pytest
@@ -21,6 +22,17 @@ from conftest import run_recipe
 NAMES = ("dense_model", "moe_model_init", "moe_model_final", "large_moe_final")
 
 
+def _collect_and_turn_autocast_off() -> None:
+    """Collect what the bf16 run left in reference cycles, then turn CPU autocast off.
+
+    An object that entered an autocast context during the run and is freed later restores the
+    state it saw on entry (autocast on) whenever the collector frees it; on a CI worker that once
+    happened in the middle of a later float64 test. Collecting here keeps it inside this module.
+    """
+    gc.collect()
+    torch.set_autocast_enabled("cpu", False)
+
+
 @pytest.fixture(scope="module")
 def bf16_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("bf16")
@@ -31,7 +43,10 @@ def bf16_run(tmp_path_factory):
         printed = io.StringIO()
         with redirect_stdout(printed):
             s = run_recipe(preset="tiny", data="bundled", steps=12, out=out)
-    return s, printed.getvalue(), out
+    _collect_and_turn_autocast_off()
+    yield s, printed.getvalue(), out
+    del s
+    _collect_and_turn_autocast_off()
 
 
 def test_the_switch_turns_on_cpu_autocast_only_when_set(monkeypatch):
