@@ -94,7 +94,7 @@ class Sweep:
     processes: int = 1
     cache: Path | None = None  # where grown paths keep their models (default: cache_folder(setup))
     say: Callable[[str], None] = print
-    _wall: tuple[float, float] | None = dataclasses.field(default=None, init=False, repr=False)  # see run()
+    _wall: tuple[float, float] = dataclasses.field(default=(0.0, 0.0), init=False, repr=False)  # set by run()
 
     def load(self) -> dict:
         """The results so far: the file's, when it holds this setup's; a clear error when it holds another's."""
@@ -131,8 +131,6 @@ class Sweep:
 
     def _count_wall(self, results: dict) -> None:
         """The wall time of earlier runs plus this one's so far (kept with every task, so a killed run counts)."""
-        if self._wall is None:  # a task recorded outside run(): no wall time of this run to count
-            return
         before, started = self._wall
         results["wall_seconds"] = before + time.perf_counter() - started
 
