@@ -21,6 +21,7 @@ import os
 import shutil
 import sys
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -175,18 +176,41 @@ def _tokenize_splits(source: Source, tokenizer, folder: Path, tmp: Path, workers
     try:
         for split in SPLITS:
             t0 = time.perf_counter()
-            mapped = getattr(source, split).map(
-                _encode, batched=True, batch_size=1000, num_proc=workers if workers > 1 else None,
-                remove_columns=["text"], features=features, fn_kwargs={"tokenizer": tokenizer,
-                                                                       "eot": tokenizer.token_to_id(EOT)},
-                cache_file_name=str(tmp / f"{split}.arrow"), load_from_cache_file=False,
-                new_fingerprint=f"{folder.name}-{split}", desc=f"tokenizing {split}")
+            with same_environ_object():
+                mapped = getattr(source, split).map(
+                    _encode, batched=True, batch_size=1000, num_proc=workers if workers > 1 else None,
+                    remove_columns=["text"], features=features, fn_kwargs={"tokenizer": tokenizer,
+                                                                           "eot": tokenizer.token_to_id(EOT)},
+                    cache_file_name=str(tmp / f"{split}.arrow"), load_from_cache_file=False,
+                    new_fingerprint=f"{folder.name}-{split}", desc=f"tokenizing {split}")
             tokenize_seconds += time.perf_counter() - t0
             splits[split] = {"documents": len(mapped), "tokens": _write_tokens(mapped, tmp / f"{split}.bin", dtype)}
             del mapped
     finally:
         (datasets.enable_progress_bars if was_enabled else datasets.disable_progress_bars)()
     return splits, tokenize_seconds
+
+
+@contextmanager
+def same_environ_object():
+    """Keep ``os.environ`` the same object through the block, with the contents the block left.
+
+    ``datasets.Dataset.map(num_proc=N)`` rebinds ``os.environ`` to a deep copy of itself while
+    its workers start. Whoever still holds the original (pytest's ``monkeypatch``, a caller that
+    saved it) then edits a mapping that ``os.environ.get`` no longer reads: a variable it removes
+    stays set for the rest of the process.
+    Here the original is put back, holding what the copy holds.
+    """
+    original = os.environ
+    try:
+        yield
+    finally:
+        if os.environ is not original:
+            contents = dict(os.environ)
+            os.environ = original
+            for name in set(original) - set(contents):
+                del original[name]
+            original.update(contents)
 
 
 def _write_tokens(mapped, path: Path, dtype: np.dtype) -> int:

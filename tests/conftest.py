@@ -34,16 +34,22 @@ _last_test = [""]
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_runtest_setup(item):
-    """Every test, and every fixture it sets up, starts with CPU autocast off.
+    """Every test, and every fixture it sets up, starts in fp32: CPU autocast off, the bf16 switch unset.
 
-    Autocast is thread-local state that outlives a test: the bf16 tests turn it on, and a CI
-    worker once carried it on into later tests (a float64 MoE failed on a bf16 cast; not
-    reproduced alone). A leak is reset here and named, with the test that ran before.
+    tests/test_bf16.py turns both on for its run. Should either outlive it, later tests on the same
+    worker would train in bf16 and miss exact tolerances far from the cause: the leak is named
+    here, with the test that ran before, and undone.
     """
-    if torch.is_autocast_enabled("cpu"):
-        warnings.warn(f"CPU autocast was left on before {item.nodeid} (the test before: {_last_test[0]}); "
+    from growlib.device import FORCE_CPU_AUTOCAST_VAR
+
+    leaks = [what for what, on in (("CPU autocast", torch.is_autocast_enabled("cpu")),
+                                   (f"${FORCE_CPU_AUTOCAST_VAR}", bool(os.environ.get(FORCE_CPU_AUTOCAST_VAR))))
+             if on]
+    if leaks:
+        warnings.warn(f"{' and '.join(leaks)} left on before {item.nodeid} (the test before: {_last_test[0]}); "
                       "turned off")
         torch.set_autocast_enabled("cpu", False)
+        os.environ.pop(FORCE_CPU_AUTOCAST_VAR, None)
     _last_test[0] = item.nodeid
 
 

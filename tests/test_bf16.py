@@ -8,29 +8,17 @@ transition in fp32 below the recipe's 1e-4, and say which dtype trained.
 
 from __future__ import annotations
 
-import gc
 import re
 
 import pytest
 import torch
 from safetensors.torch import load_file
 
-from growlib.device import FORCE_CPU_AUTOCAST_VAR, autocast_for, training_dtype
+from growlib.device import FORCE_CPU_AUTOCAST_VAR, autocast_for, cpu_autocast_forced, training_dtype
 
 from conftest import run_recipe
 
 NAMES = ("dense_model", "moe_model_init", "moe_model_final", "large_moe_final")
-
-
-def _collect_and_turn_autocast_off() -> None:
-    """Collect what the bf16 run left in reference cycles, then turn CPU autocast off.
-
-    An object that entered an autocast context during the run and is freed later restores the
-    state it saw on entry (autocast on) whenever the collector frees it; on a CI worker that once
-    happened in the middle of a later float64 test. Collecting here keeps it inside this module.
-    """
-    gc.collect()
-    torch.set_autocast_enabled("cpu", False)
 
 
 @pytest.fixture(scope="module")
@@ -43,10 +31,10 @@ def bf16_run(tmp_path_factory):
         printed = io.StringIO()
         with redirect_stdout(printed):
             s = run_recipe(preset="tiny", data="bundled", steps=12, out=out)
-    _collect_and_turn_autocast_off()
+    # the switch ends with the run, also when the run tokenized its corpus in worker processes
+    # (growlib.tokenfiles.same_environ_object)
+    assert not cpu_autocast_forced() and not torch.is_autocast_enabled("cpu")
     yield s, printed.getvalue(), out
-    del s
-    _collect_and_turn_autocast_off()
 
 
 def test_the_switch_turns_on_cpu_autocast_only_when_set(monkeypatch):

@@ -142,6 +142,21 @@ def test_token_files_hold_every_document_then_the_end_of_text_token(tmp_path):
     assert token_dtype(65536) == np.uint16 and token_dtype(65537) == np.uint32 and token_dtype(50257) == np.uint16
 
 
+def test_tokenizing_in_worker_processes_keeps_os_environ_the_same_object(tmp_path, monkeypatch):
+    # datasets' map(num_proc=N) rebinds os.environ to a copy: a variable set and then removed through
+    # the original object (as monkeypatch does) would stay set for the rest of the process
+    import os
+
+    monkeypatch.setenv("GROWLIB_DATA_DIR", str(tmp_path / "data"))
+    original = os.environ
+    source = open_local(stories_file(tmp_path / "s.txt", 300))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("GROWLIB_SET_DURING_PREPARE", "1")
+        files, stats = prepare(source, train_tokenizer(source, 300), workers=2, verbose=False)
+    assert stats.workers == 2 and files.tokens("train") > 0
+    assert os.environ is original and "GROWLIB_SET_DURING_PREPARE" not in os.environ
+
+
 def _prepare_in_a_process(args):
     path, data_dir = args
     import os
