@@ -6,4 +6,4 @@ cd "$(dirname "$0")/.."
 source scripts/env.sh
 export OMP_NUM_THREADS=1 HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 MPLBACKEND=Agg
 export GROWLIB_STEPS="${GROWLIB_STEPS:-5}" GROWLIB_HEADLESS=1  # tests/test_browser.py unsets it for its JupyterLab
-python -m pytest -n 2 --dist loadgroup --nbmake --nbmake-timeout=900 tests notebooks "$@"
+python -m pytest -n 2 --dist loadgroup --durations=15 --nbmake --nbmake-timeout=900 tests notebooks "$@"

@@ -24,7 +24,6 @@ import importlib.util
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 import threading
@@ -36,11 +35,12 @@ from urllib.parse import urldefrag, urlsplit
 
 import pytest
 
+from browser_setup import chromium, console_errors, require_browser, screenshot_on_failure, skip_or_fail
+
 # one worker builds the site once and opens all its pages
 pytestmark = pytest.mark.xdist_group("book")
 
 REPO = Path(__file__).parents[1]
-BROWSER_VAR = "GROWLIB_BROWSER_TESTS"
 BUILD_TIMEOUT_S = 600
 MATH_TIMEOUT_MS = 30_000
 LOCAL_HOSTS = {"127.0.0.1"}
@@ -65,35 +65,10 @@ def _page_of(source: Path) -> str:
 EXPECTED_PAGES = SITE_PAGES + [_page_of(s) for s in _sources()]
 
 
-def _on_ci() -> bool:
-    return os.environ.get("CI", "").lower() == "true"
-
-
-def _skip_or_fail(why: str) -> None:
-    if _on_ci():
-        pytest.fail(f"CI=true and the book test cannot run: {why}")
-    pytest.skip(why)
-
-
-def _chromium() -> str | None:
-    named = os.environ.get("GROWLIB_CHROMIUM")
-    if named:
-        return named
-    return next((p for p in map(shutil.which, ("chromium", "chromium-browser", "google-chrome")) if p), None)
-
-
 def _book_extra_missing() -> str | None:
     for module in ("sphinx", "myst_nb", "sphinx_book_theme", "sphinx-mathjax-offline"):
         if importlib.util.find_spec(module) is None:
             return f"{module} is not installed (pip install -e '.[book]')"
-    return None
-
-
-def _browser_missing() -> str | None:
-    if importlib.util.find_spec("playwright") is None:
-        return "playwright is not installed (pip install -e '.[dev]')"
-    if _chromium() is None:
-        return "no Chromium binary (apt-get install chromium, or set GROWLIB_CHROMIUM)"
     return None
 
 
@@ -102,7 +77,7 @@ def site(tmp_path_factory) -> Path:
     """The book, built by scripts/build_book.sh into a temporary folder."""
     why = _book_extra_missing()
     if why:
-        _skip_or_fail(why)
+        skip_or_fail("the book test", why)
     out = tmp_path_factory.mktemp("book") / "site"
     done = subprocess.run(["bash", str(REPO / "scripts" / "build_book.sh"), str(out)], cwd=REPO,
                           env={**os.environ, "PYTHON": sys.executable}, capture_output=True, text=True,
@@ -210,11 +185,7 @@ def test_the_book_command_names_the_missing_build_script(tmp_path):
 @pytest.fixture(scope="module")
 def server(site):
     """The built site over HTTP on a free 127.0.0.1 port; yields its base URL."""
-    if os.environ.get(BROWSER_VAR) != "1":
-        pytest.skip(f"browser tests run with {BROWSER_VAR}=1")
-    why = _browser_missing()
-    if why:
-        _skip_or_fail(why)
+    require_browser("the book test")
 
     class Quiet(http.server.SimpleHTTPRequestHandler):
         def log_message(self, *args):
@@ -234,7 +205,7 @@ def browser(server):
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=_chromium(), headless=True, args=CHROMIUM_ARGS)
+        b = p.chromium.launch(executable_path=chromium(), headless=True, args=CHROMIUM_ARGS)
         yield b
         b.close()
 
@@ -338,23 +309,17 @@ def test_page_in_chromium(browser, server, name, tmp_path):
 
     context.route("**/*", keep_local)
     page = context.new_page()
-    errors: list[str] = []
-    page.on("console", lambda m: errors.append(f"console.{m.type}: {m.text}") if m.type == "error" else None)
-    page.on("pageerror", lambda e: errors.append(f"page error: {e}"))
+    errors = console_errors(page)
     try:
-        page.goto(f"{server}/{name}", wait_until="load")
-        if name == "index.html":  # the site's root leads to the landing page
-            page.wait_for_url(f"{server}/book/index.html", timeout=10_000)
-            page.wait_for_load_state("load")
-        problems = _check_page(page, name, server)
-        page.wait_for_load_state("networkidle")  # anything the page's scripts ask for late is routed too
-        problems += errors
-        problems += [f"request outside 127.0.0.1: {url}" for url in outside]
-        assert not problems, f"{name}:\n" + "\n".join(problems)
-    except BaseException:
-        shot = tmp_path / f"{name.replace('/', '_')}.png"
-        page.screenshot(path=str(shot), full_page=True)
-        print(f"screenshot kept: {shot}")
-        raise
+        with screenshot_on_failure(page, tmp_path / f"{name.replace('/', '_')}.png"):
+            page.goto(f"{server}/{name}", wait_until="load")
+            if name == "index.html":  # the site's root leads to the landing page
+                page.wait_for_url(f"{server}/book/index.html", timeout=10_000)
+                page.wait_for_load_state("load")
+            problems = _check_page(page, name, server)
+            page.wait_for_load_state("networkidle")  # anything the page's scripts ask for late is routed too
+            problems += errors
+            problems += [f"request outside 127.0.0.1: {url}" for url in outside]
+            assert not problems, f"{name}:\n" + "\n".join(problems)
     finally:
         context.close()

@@ -27,6 +27,8 @@ from pathlib import Path
 
 import pytest
 
+from browser_setup import chromium, console_errors, require_browser, screenshot_on_failure
+
 # one worker runs them all: one JupyterLab, and 03 reuses the checkpoints 02 made
 pytestmark = pytest.mark.xdist_group("browser")
 
@@ -39,39 +41,16 @@ RUN_TIMEOUT_S = 600  # one notebook run from the top, phases shortened by GROWLI
 REDRAW_TIMEOUT_S = 30
 
 
-def _chromium() -> str | None:
-    named = os.environ.get("GROWLIB_CHROMIUM")
-    if named:
-        return named
-    return next((p for p in map(shutil.which, ("chromium", "chromium-browser", "google-chrome")) if p), None)
-
-
-BROWSER_VAR = "GROWLIB_BROWSER_TESTS"
-
-
-def _missing() -> str | None:
-    """Why the browser test cannot run here, or None."""
-    try:
-        import playwright.sync_api  # noqa: F401
-    except ImportError:
-        return "playwright is not installed (pip install -e '.[dev]')"
+def _jupyterlab_missing() -> str | None:
     if shutil.which("jupyter-lab") is None and shutil.which("jupyter") is None:
         return "jupyterlab is not installed (pip install -e '.[dev]')"
-    if _chromium() is None:
-        return "no Chromium binary (apt-get install chromium, or set GROWLIB_CHROMIUM)"
     return None
 
 
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory):
     """A JupyterLab server on a free 127.0.0.1 port with a token, over a copy of the notebooks."""
-    if os.environ.get(BROWSER_VAR) != "1":
-        pytest.skip(f"browser tests run with {BROWSER_VAR}=1")
-    why = _missing()
-    if why:
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(f"CI=true and the browser test cannot run: {why}")
-        pytest.skip(why)
+    require_browser("the browser test", _jupyterlab_missing())
     root = tmp_path_factory.mktemp("lab")
     for name in WIDGET_NOTEBOOKS:  # a copy: JupyterLab saves what it runs
         shutil.copy(NOTEBOOKS / name, root / name)
@@ -115,7 +94,7 @@ def browser(lab):
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=_chromium(), headless=True, args=["--no-sandbox"])
+        b = p.chromium.launch(executable_path=chromium(), headless=True, args=["--no-sandbox"])
         yield b
         b.close()
 
@@ -232,28 +211,24 @@ def test_every_widget_redraws_its_figure_in_jupyterlab(lab, browser, notebook, t
     url, token, root = lab
     context = browser.new_context(viewport={"width": 1400, "height": 1000})
     page = context.new_page()
-    errors: list[str] = []
-    page.on("console", lambda m: errors.append(f"console.{m.type}: {m.text}") if m.type == "error" else None)
-    page.on("pageerror", lambda e: errors.append(f"page error: {e}"))
+    errors = console_errors(page)
     try:
-        # a workspace of its own, reset: only this notebook open, whatever ran before
-        stem = notebook.split(".")[0]
-        page.goto(f"{url}/lab/workspaces/{stem}/tree/{notebook}?reset&token={token}", wait_until="domcontentloaded")
-        _run_all(page)
-        explorers = page.locator(".jp-OutputArea-output .widget-vbox:has(.widget-output)")
-        assert explorers.count() == 1, f"expected one explorer, found {explorers.count()}"
-        explorer = explorers.first
-        explorer.scroll_into_view_if_needed()
-        controls = explorer.locator(".widget-slider, .widget-toggle-buttons, .widget-dropdown").count()
-        assert controls == WIDGET_NOTEBOOKS[notebook], f"{controls} controls shown"
-        moved = _move_every_control(page, explorer)
-        print(f"{notebook}: moved {len(moved)}: {'; '.join(moved)}")
-        assert not errors, "errors in the page's console:\n" + "\n".join(errors)
-    except BaseException:
-        shot = tmp_path / f"{notebook}.png"
-        page.screenshot(path=str(shot), full_page=True)
-        print(f"screenshot kept: {shot}; JupyterLab's log: {root / 'jupyterlab.log'}")
-        raise
+        log = f"; JupyterLab's log: {root / 'jupyterlab.log'}"
+        with screenshot_on_failure(page, tmp_path / f"{notebook}.png", log):
+            # a workspace of its own, reset: only this notebook open, whatever ran before
+            stem = notebook.split(".")[0]
+            page.goto(f"{url}/lab/workspaces/{stem}/tree/{notebook}?reset&token={token}",
+                      wait_until="domcontentloaded")
+            _run_all(page)
+            explorers = page.locator(".jp-OutputArea-output .widget-vbox:has(.widget-output)")
+            assert explorers.count() == 1, f"expected one explorer, found {explorers.count()}"
+            explorer = explorers.first
+            explorer.scroll_into_view_if_needed()
+            controls = explorer.locator(".widget-slider, .widget-toggle-buttons, .widget-dropdown").count()
+            assert controls == WIDGET_NOTEBOOKS[notebook], f"{controls} controls shown"
+            moved = _move_every_control(page, explorer)
+            print(f"{notebook}: moved {len(moved)}: {'; '.join(moved)}")
+            assert not errors, "errors in the page's console:\n" + "\n".join(errors)
     finally:
         context.close()
         _shut_down_kernels(url, token)

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from growlib.data import TokenData, load_token_data
+from growlib.data import load_token_data
 from growlib.sources import VAL_FRACTION, hub_reachable, open_local, open_source, open_tinystories
 from growlib.storygen import generate_stories
 from growlib.tokenfiles import prepare, token_dtype
