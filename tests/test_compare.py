@@ -12,6 +12,9 @@ from growlib.harness.compare import Setup, Sweep, compare, load_results
 from growlib.harness.compare.setup import Transition, grown_phase_spec
 from growlib.harness.compare.tasks import Task, chosen_rate, lr_key, next_rate, ready
 
+# the small sweep below is the suite's longest fixture: its tests share one worker, which builds it once
+pytestmark = pytest.mark.xdist_group("compare_sweep")
+
 ISSUE_KEYS = {"flops", "tokens_per_param", "seeds", "final_val", "scratch_lr_interior", "small_lr_interior",
               "saving_vs_scratch_percent", "saving_vs_small_percent", "saving_given_small_percent",
               "target_reached_in_phase"}
@@ -105,7 +108,7 @@ def test_variants_wait_for_the_grown_path_at_its_chosen_rate():
 
 @pytest.fixture(scope="module")
 def small_sweep(tmp_path_factory):
-    """Two budgets of the tiny preset, two seeds, every variant group (about two minutes)."""
+    """Two budgets of the tiny preset, two seeds, every variant group: a full sweep in small."""
     folder = tmp_path_factory.mktemp("sweep")
     sweep = Sweep(Setup("tiny", "world:500"), (0.02, 0.05), (0, 1),
                   {"phase2": (0.02,), "phase3": (0.02,), "symmetry": (0.05,), "gentle": (0.05,)},
