@@ -195,8 +195,8 @@ def _tokenize_splits(source: Source, tokenizer, folder: Path, tmp: Path, workers
 def same_environ_object():
     """Keep ``os.environ`` the same object through the block, with the contents the block left.
 
-    ``datasets.Dataset.map(num_proc=N)`` rebinds ``os.environ`` to a deep copy of itself while
-    its workers start. Whoever still holds the original (pytest's ``monkeypatch``, a caller that
+    ``datasets.Dataset.map(num_proc=N)`` rebinds ``os.environ``, once its worker pool has started,
+    to a deep copy taken on entry, and never binds the original back. Whoever still holds the original (pytest's ``monkeypatch``, a caller that
     saved it) then edits a mapping that ``os.environ.get`` no longer reads: a variable it removes
     stays set for the rest of the process.
     Here the original is put back, holding what the copy holds.

@@ -1,9 +1,9 @@
 """What the browser tests share (tests/test_browser.py, tests/test_book.py): the switch that runs
-them, where Chromium is, and a skip that ``CI=true`` turns into a failure."""
+them, where Chromium is, a skip that ``CI=true`` turns into a failure, the page's console errors
+and a screenshot kept on failure."""
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import shutil
 from contextlib import contextmanager
@@ -38,7 +38,9 @@ def require_browser(test: str, other_missing: str | None = None) -> None:
     or what the caller found missing (``other_missing``) is not here."""
     if os.environ.get(BROWSER_VAR) != "1":
         pytest.skip(f"browser tests run with {BROWSER_VAR}=1")
-    if importlib.util.find_spec("playwright") is None:
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
         skip_or_fail(test, "playwright is not installed (pip install -e '.[dev]')")
     if other_missing:
         skip_or_fail(test, other_missing)

@@ -43,7 +43,7 @@ def pytest_runtest_setup(item):
     from growlib.device import FORCE_CPU_AUTOCAST_VAR
 
     leaks = [what for what, on in (("CPU autocast", torch.is_autocast_enabled("cpu")),
-                                   (f"${FORCE_CPU_AUTOCAST_VAR}", bool(os.environ.get(FORCE_CPU_AUTOCAST_VAR))))
+                                   (f"${FORCE_CPU_AUTOCAST_VAR}", FORCE_CPU_AUTOCAST_VAR in os.environ))
              if on]
     if leaks:
         warnings.warn(f"{' and '.join(leaks)} left on before {item.nodeid} (the test before: {_last_test[0]}); "

@@ -155,6 +155,8 @@ def test_tokenizing_in_worker_processes_keeps_os_environ_the_same_object(tmp_pat
         files, stats = prepare(source, train_tokenizer(source, 300), workers=2, verbose=False)
     assert stats.workers == 2 and files.tokens("train") > 0
     assert os.environ is original and "GROWLIB_SET_DURING_PREPARE" not in os.environ
+    child = "import os, sys; sys.exit('GROWLIB_SET_DURING_PREPARE' in os.environ)"  # the process's own environment
+    assert subprocess.run([sys.executable, "-c", child]).returncode == 0
 
 
 def _prepare_in_a_process(args):
