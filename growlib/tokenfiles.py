@@ -196,10 +196,10 @@ def same_environ_object():
     """Keep ``os.environ`` the same object through the block, with the contents the block left.
 
     ``datasets.Dataset.map(num_proc=N)`` rebinds ``os.environ``, once its worker pool has started,
-    to a deep copy taken on entry, and never binds the original back. Whoever still holds the original (pytest's ``monkeypatch``, a caller that
-    saved it) then edits a mapping that ``os.environ.get`` no longer reads: a variable it removes
-    stays set for the rest of the process.
-    Here the original is put back, holding what the copy holds.
+    to a deep copy taken on entry, and never binds the original back. Whoever still holds the
+    original (pytest's ``monkeypatch``, a caller that saved it) then edits a mapping that
+    ``os.environ.get`` no longer reads: a variable it removes stays set for the rest of the
+    process. Here the original is put back, holding what the copy holds.
     """
     original = os.environ
     try:

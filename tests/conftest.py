@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from growlib.config import ModelConfig
+from growlib.device import FORCE_CPU_AUTOCAST_VAR
 
 @pytest.fixture
 def sample_path() -> Path:
@@ -40,8 +41,6 @@ def pytest_runtest_setup(item):
     worker would train in bf16 and miss exact tolerances far from the cause: the leak is named
     here, with the test that ran before, and undone.
     """
-    from growlib.device import FORCE_CPU_AUTOCAST_VAR
-
     leaks = [what for what, on in (("CPU autocast", torch.is_autocast_enabled("cpu")),
                                    (f"${FORCE_CPU_AUTOCAST_VAR}", FORCE_CPU_AUTOCAST_VAR in os.environ))
              if on]
