@@ -8,7 +8,7 @@ import statistics
 import pytest
 
 from growlib.curves import Curve, curves_over_seeds, saving, spread
-from growlib.harness.compare import Setup, Sweep, compare, load_results
+from growlib.harness.compare import Setup, Sweep, compare, default_variants, load_results
 from growlib.harness.compare.setup import Transition, grown_phase_spec
 from growlib.harness.compare.tasks import Task, chosen_rate, lr_key, next_rate, ready
 
@@ -181,10 +181,20 @@ def test_a_rerun_skips_every_finished_task_and_a_new_budget_runs_only_its_own(sm
 @pytest.mark.parametrize("kwargs, message", [({"seeds": (1, 1)}, r"seeds \[1, 1\] are invalid"),
                                              ({"budgets": (1.0, -2.0)}, "budgets"),
                                              ({"lr_factors": (1.0, -2.0)}, "learning-rate factors"),
-                                             ({"preset": "huge"}, "unknown preset")])
+                                             ({"preset": "huge"}, "unknown preset"),
+                                             ({"variants": True, "transitions_at": 7.0},
+                                              r"--transition-variants-at 7 is not one of the budgets"),
+                                             ({"growths_at": 3.0}, "accepted only with --variants")])
 def test_bad_input_fails_before_training(kwargs, message, tmp_path):
     with pytest.raises(ValueError, match=message):
         compare(**{"preset": "tiny", "data": "world:500", "json_path": str(tmp_path / "x.json"), **kwargs})
+
+
+def test_variants_run_at_the_middle_and_largest_budgets_unless_placed():
+    assert default_variants((20.0, 0.5, 3.0)) == {"phase2": (3.0,), "phase3": (3.0,), "symmetry": (20.0,),
+                                                  "gentle": (20.0,)}
+    placed = default_variants((0.25, 0.5, 1.25, 3.0, 20.0), transitions_at=0.5, growths_at=3.0)
+    assert placed == {"phase2": (0.5,), "phase3": (0.5,), "symmetry": (3.0,), "gentle": (3.0,)}
 
 
 def test_the_committed_sweep_holds_every_figure_the_issue_names():

@@ -102,6 +102,11 @@ def _add_compare(sub) -> None:
     comp.add_argument("--variants", action="store_true",
                       help="also the transition variants (middle budget) and the symmetry and gentler-growth "
                            "variants (largest budget)")
+    comp.add_argument("--transition-variants-at", type=_positive_float, default=None, metavar="BUDGET",
+                      help="with --variants: the budget of the transition variants (default: the middle one)")
+    comp.add_argument("--growth-variants-at", type=_positive_float, default=None, metavar="BUDGET",
+                      help="with --variants: the budget of the symmetry and gentler-growth variants "
+                           "(default: the largest)")
     comp.add_argument("--processes", type=_positive_int, default=None,
                       help="tasks run in this many single-threaded processes (default: 2 on 2 or more cores)")
     comp.add_argument("--lr-factors", type=float, nargs="+", default=list(LR_FACTORS),
@@ -221,7 +226,8 @@ def _compare(args: argparse.Namespace) -> None:
     if args.steps is not None:
         budgets.append(_budget_of(setup, args.steps, args.steps, args.steps))
     compare(args.preset, args.data, tuple(budgets) or DEFAULT_BUDGETS, tuple(args.seeds), args.variants, args.json,
-            args.processes, tuple(args.lr_factors))
+            args.processes, tuple(args.lr_factors), transitions_at=args.transition_variants_at,
+            growths_at=args.growth_variants_at)
 
 
 def _budget_of(setup, *steps: float) -> float:

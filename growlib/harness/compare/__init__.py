@@ -34,18 +34,28 @@ DEFAULT_BUDGETS = (0.5, 1.25, 3.0, 8.0, 20.0)  # tokens per active parameter of 
 RESULTS_FILE = RESULTS_DIR / "growth_sweep.json"  # the committed sweep notebook 04 reads
 
 
-def default_variants(budgets: tuple[float, ...]) -> dict[str, tuple[float, ...]]:
-    """The transition variants at the middle budget; symmetry and gentler growth at the largest."""
+def default_variants(budgets: tuple[float, ...], transitions_at: float | None = None,
+                     growths_at: float | None = None) -> dict[str, tuple[float, ...]]:
+    """Where each variant group runs: the transition variants at ``transitions_at`` (default: the middle
+    budget), symmetry and gentler growth at ``growths_at`` (default: the largest). Both must be budgets."""
     ordered = sorted(budgets)
-    middle, largest = ordered[(len(ordered) - 1) // 2], ordered[-1]
+    for name, at in (("--transition-variants-at", transitions_at), ("--growth-variants-at", growths_at)):
+        if at is not None and at not in ordered:
+            raise ValueError(f"{name} {at:g} is not one of the budgets {ordered}: accepted one of them")
+    middle = ordered[(len(ordered) - 1) // 2] if transitions_at is None else transitions_at
+    largest = ordered[-1] if growths_at is None else growths_at
     return {"phase2": (middle,), "phase3": (middle,), "symmetry": (largest,), "gentle": (largest,)}
 
 
 def compare(preset: str = "sweep", data: str = "world:100000", budgets: tuple[float, ...] = DEFAULT_BUDGETS,
             seeds: tuple[int, ...] = (0, 1, 2), variants: bool = False, json_path: str | None = None,
             processes: int | None = None, lr_factors: tuple[float, ...] = LR_FACTORS,
-            lr_max_points: int = LR_MAX_POINTS, new_warmup: float = 0.25) -> dict:
-    """Every path at every budget for every seed (see the module's docstring); resumes ``json_path``."""
+            lr_max_points: int = LR_MAX_POINTS, new_warmup: float = 0.25, transitions_at: float | None = None,
+            growths_at: float | None = None) -> dict:
+    """Every path at every budget for every seed (see the module's docstring); resumes ``json_path``.
+
+    ``transitions_at``, ``growths_at``: where the variants run with ``variants`` (see default_variants).
+    """
     if not seeds or len(set(seeds)) != len(seeds):
         raise ValueError(f"seeds {list(seeds)} are invalid: accepted one or more distinct integers")
     if not budgets or any(b <= 0 for b in budgets) or len(set(budgets)) != len(budgets):
@@ -54,10 +64,13 @@ def compare(preset: str = "sweep", data: str = "world:100000", budgets: tuple[fl
     processes = default_processes() if processes is None else processes
     if processes < 1:
         raise ValueError(f"--processes {processes} is invalid: accepted 1 or more")
+    if not variants and (transitions_at, growths_at) != (None, None):
+        raise ValueError("--transition-variants-at and --growth-variants-at place the variants: accepted only "
+                         "with --variants")
+    placed = default_variants(budgets, transitions_at, growths_at) if variants else {}
     setup = Setup(preset, data, lr_factors=tuple(lr_factors), lr_max_points=lr_max_points, new_warmup=new_warmup)
     path = Path(json_path) if json_path else RUNS_DIR / "growth_sweep.json"
-    sweep = Sweep(setup, tuple(sorted(budgets)), tuple(seeds), default_variants(budgets) if variants else {},
-                  path, processes)
+    sweep = Sweep(setup, tuple(sorted(budgets)), tuple(seeds), placed, path, processes)
     sweep.load()  # a file holding other settings fails here, before anything trains
     print(f"[compare] preset {preset!r}, data {data!r}, budgets {sorted(budgets)} tokens per parameter, seeds "
           f"{list(seeds)}, {processes} process{'es' if processes > 1 else ''}; results: {path}", flush=True)
