@@ -21,8 +21,9 @@
 # buys without growth. That depends on the budget: with little compute a small model trained from scratch on all of it is
 # hard to beat, with much compute a big model trained from scratch is. This notebook looks for where
 # those two regimes meet, measures what growth saves, in which phase each saving is earned, and what
-# a transition costs the loss just after it. On this course's 2-core CPU the sweep stays in the
-# first regime: the small model wins at every budget it reaches, and the notebook shows why.
+# a transition costs the loss just after it. On this course's 2-core CPU the sweep reaches both
+# regimes: up to 3 tokens per parameter the small model wins, at 20 the big model from scratch does,
+# and the question becomes what growth is worth on each side of that line.
 
 # %% [markdown]
 # > **Prerequisites:** notebooks 00 (FLOPs per token, $6N$), 02 (upcycling) and 03 (growth). Terms
@@ -37,9 +38,9 @@
 # >   nothing happened, and measure what a fresh optimizer or a re-warmed learning rate costs;
 # > - measure whether the copies that growth makes learn apart.
 # >
-# > **Time.** Seconds: this notebook reads the committed sweep, `results/growth_sweep.json`. Its four
-# > budgets took 2.2 h of task time, 1.1 h of wall time on two single-threaded processes of a
-# > 2-core CPU; one budget for one seed reruns in minutes (below).
+# > **Time.** Seconds: this notebook reads the committed sweep, `results/growth_sweep.json`. Its five
+# > budgets took 7.9 h of task time (5.8 h of it at the largest, 20 tokens per parameter) on two
+# > single-threaded processes of a 2-core CPU; one small budget for one seed reruns in minutes (below).
 
 # %% [markdown]
 # ## What the field reports, and what it depends on
@@ -180,21 +181,6 @@ print(f"largest budget: scratch {top['scratch']['mean']:.4f} ± {top['scratch'][
       f"{gl.separated(top['scratch'], top['small'])}")
 
 # %% [markdown]
-# ### Beyond the sweep: a first pass at 20 tokens per parameter
-#
-# The results file also holds tasks at 20 tokens per parameter: seed 0's first rates of the grown
-# path and of the big model from scratch, and seeds 1 and 2 of the grown path at 0.003 (the rate
-# the first sweep had chosen before seed 0 tried 0.006). They ran first, before the sweep was cut to
-# the budgets above to fit this CPU's hours, and they are in no summary: both sweeps end at an edge
-# (the rates tried are in the keys), and the small model never ran at this budget.
-
-# %%
-summarised = {b["tokens_per_param"] for b in results["budgets"]}
-for key, r in sorted(results["tasks"].items(), key=lambda kv: (kv[0].split("/")[2], kv[0])):
-    if float(key.split("/")[0]) not in summarised:
-        print(f"{key:26s} final validation loss {r['final_val']:.4f}")
-
-# %% [markdown]
 # ## What growth saves, budget by budget, and where each saving is earned
 #
 # A saving says *when* the grown path reaches a target, not *which* of its models got there: a
@@ -237,9 +223,11 @@ for b in results["budgets"]:
 # ## Two budgets up close
 #
 # The curves of the smallest and the largest budget: the mean over seeds against compute, the
-# grown path's phases 2 and 3 marked. At both, the grown path keeps pace with the small model until
-# growth and then falls behind it: at the smallest budget right after phase 3 begins, at the
-# largest a little later, where the small model overtakes it (around 1.3e12 FLOPs).
+# grown path's phases 2 and 3 marked. At the smallest the grown path keeps pace with the small
+# model until growth and falls behind it right after phase 3 begins. At the largest the paths
+# trade places: the grown path pulls ahead of the small model from phase 2 on; the big model from
+# scratch, slow at first, passes the small model at about a third of the budget and the grown
+# path near half of it, and ends lowest.
 
 # %%
 fig, axes = plt.subplots(1, 2, figsize=(15, 4.4))
@@ -292,6 +280,15 @@ for phase in ("phase2", "phase3"):
             print(f"  {name:40s} rise {v['mean']:+.4f} ± {v['std']:.4f}, final {v['final_val']['mean']:.4f} ± "
                   f"{v['final_val']['std']:.4f}")
 
+# %% [markdown]
+# The variants ran at one budget; the default ran at all of them. Its rise, budget by budget:
+
+# %%
+for b in results["budgets"]:
+    print(f"{b['tokens_per_param']:>5g} tokens/param: default rise after upcycling {b['rise']['phase2']['mean']:+.4f} ± "
+          f"{b['rise']['phase2']['std']:.4f}, after growth {b['rise']['phase3']['mean']:+.4f} ± "
+          f"{b['rise']['phase3']['std']:.4f}")
+
 # %%
 fig, axes = plt.subplots(1, 2, figsize=(16, 4))
 sweep_figures.plot_rise(results, 2, tuple(n for n in PHASE2_VARIANTS), axes[0])
@@ -303,11 +300,13 @@ fig.tight_layout()
 #
 # After widening, a hidden unit and its copy differ only by the writers' split noise (notebook 03).
 # If they stayed near-copies the wide model would compute with its old width. Measured over the
-# whole of phase 3 at the largest budget, with the default and two stronger ways to break the
+# whole of phase 3 at 3 tokens per parameter, with the default and two stronger ways to break the
 # symmetry, both exact: ten times the split noise, and the copies' outgoing weights shared 0.8/0.2
 # instead of evenly (`growlib.grow.widen(asymmetry=0.3)`). A third way, re-initialising part of the
 # copies as Drop-Upcycling does with experts (`growlib.symmetry.reinit_copies`), trades exactness
-# at the boundary for diversity; the sweep's CPU time did not stretch to it.
+# at the boundary for diversity; the sweep's CPU time did not stretch to it. These variants ran at
+# 3 tokens per parameter, not at 20: there a phase-3 variant takes about a quarter of an hour, and
+# their nine tasks did not fit this CPU's hours yet.
 
 # %%
 fig, ax = plt.subplots(figsize=(8, 4))
@@ -324,7 +323,7 @@ for name, v in sym.items():
 # %% [markdown]
 # ## Does a gentler growth pay more?
 #
-# At the largest budget, phase 3 again from the same MoE with a smaller growth: depth only (+2
+# At 3 tokens per parameter, phase 3 again from the same MoE with a smaller growth: depth only (+2
 # layers, no widening), trained for the FLOPs the recipe's phase 3 had (a smaller model takes
 # more steps).
 
@@ -353,56 +352,68 @@ for b in results["budgets"]:
 #
 # Every figure here is printed by a cell above, from the committed file.
 #
-# - **The big model never pays at these budgets.** From 0.25 to 3 tokens per parameter the small
-#   dense model from scratch ends lowest at every budget (0.963, 0.903, 0.779, 0.612), and the grown
-#   architecture from scratch never overtakes it: the sweep does not bracket the crossover. The
-#   rule of thumb puts the grown model's optimum near 20 tokens per parameter, about seven times
-#   the sweep's largest budget (eight in FLOPs, exercise 2); on this CPU one task there takes a
-#   quarter of an hour, and a sweep of it (some forty tasks) did not fit. The first pass at 20
-#   tokens per parameter (above) is consistent with what the field reports, and not yet a result:
-#   for seed 0 the big model from scratch (0.414) ends below the grown path (0.501), both rate
-#   sweeps still at an edge, and the small model was never run there.
-# - **Against the big model from scratch, growth saves, but only at 1.25 and 3 tokens per parameter
-#   is the saving growth's.** At 0.25 and 0.5 the grown path reaches the from-scratch model's final
-#   loss in phase 1, so the +87% and +81% are the small model's. At 1.25 every seed reaches it in
-#   phase 3, after growth: +42.5, +54.7 and +34.2%. At 3 two seeds reach it in phase 3 (+22.1% and
-#   +13.7%) and one in phase 2, the MoE (+69.5%: upcycling's saving, not growth's). Per seed,
-#   then, growth's own saving is 14-55%. It looks smaller at 3 than at 1.25, as the warm-starting
-#   study would predict, but the two budgets are not separated by the one-std rule.
-# - **Given the trained dense model** the figure is a bound, not a measurement: the big model from
-#   scratch never reaches the grown path's loss within the budget, so phases 2-3 save at least
-#   what phase 1 cost, about 22% of the budget at every budget (exercise 1 computes that share).
-# - **Against the small model from scratch, growth loses at every budget**: the small model reaches
-#   the grown path's final loss with 28-52% less compute, and the grown path never reaches its loss. The MoE ends above the dense model continued at
-#   every budget too: upcycling does not pay here either.
+# - **The big model pays from about 10 tokens per parameter.** From 0.25 to 3 tokens per parameter
+#   the small dense model from scratch ends lowest (0.963, 0.903, 0.779, 0.612). At 20 the grown
+#   architecture from scratch ends at 0.421 ± 0.006 against the small model's 0.527 ± 0.024,
+#   separated by the one-std rule. Interpolated in log-compute, the two cross near 10 tokens per
+#   parameter (11.3 TFLOPs). With no budget between 3 and 20 that point is located only roughly: a
+#   budget at 8 would pin it down.
+# - **Where the big model pays, growth does not: training it from scratch is cheaper.** At 20
+#   tokens per parameter the grown path ends at 0.500 ± 0.015, between the two baselines. The big
+#   model from scratch reaches that loss with 31.0 ± 3.0% less compute, and the grown path never
+#   reaches the from-scratch model's loss. A learner who already has the trained dense model fares
+#   no better: phases 2-3 spend 13.7 ± 5.0% more compute than the big model from scratch needs to
+#   reach the grown path's final loss. Against the small model the grown path wins there
+#   (+24.5 ± 11.7%), and this saving is growth's own: every seed reaches the small model's loss in
+#   phase 3, after growth.
+# - **Below the crossover growth saves against the big model, but only at 1.25 and 3 tokens per
+#   parameter is the saving growth's.** At 0.25 and 0.5 the grown path reaches the from-scratch
+#   model's final loss in phase 1, so the +87% and +81% are the small model's. At 1.25 every seed
+#   reaches it in phase 3, after growth: +42.5, +54.7 and +34.2%. At 3 two seeds reach it in phase 3
+#   (+22.1% and +13.7%) and one in phase 2, the MoE (+69.5%: upcycling's saving, not growth's). Per
+#   seed, then, growth's own saving is 14-55%, shrinking with the budget as the warm-starting study
+#   predicts, until at 20 it is negative. At these budgets nobody would train the big model, and the
+#   small model from scratch beats the grown path at every one of them: it reaches the grown path's
+#   final loss with 28-52% less compute. Given the trained dense model, the figure below the
+#   crossover is only a bound: the big model from scratch never reaches the grown path's loss, so
+#   phases 2-3 save at least what phase 1 cost, about 22% of the budget (exercise 1 computes that
+#   share).
+# - **Upcycling does not pay at any budget.** The MoE ends above the dense model continued for the
+#   same compute at every budget (at 20: 0.601 against 0.584).
 # - **The bump after growth is gone.** At the transitions' budget (0.5 tokens per parameter, three
 #   seeds), the rise after growth with the default (AdamW carried, schedule continued, inserted
-#   blocks warmed up) is 0.000 ± 0.000 nats, within the target of 0.005 nats this series set itself; the recipe's fresh AdamW and
-#   re-warmed rate rise 0.032 ± 0.011. A fresh AdamW at the continued rate is the worst (0.71 after
-#   growth, 1.29 after upcycling): zero moments take full-size steps at the peak rate. At this
-#   budget the first tenth of phase 3 is only 7 steps, and the loss of the recipe's variant is still
-#   climbing at its end (the figure), so its 0.032 understates its bump. Re-warming from zero hides
-#   the jump but costs phase 2's final loss (1.151 against the control's 1.107); after growth the
-#   re-warmed variants that carry AdamW or halve the peak end a little lower (0.966-0.969) than the
-#   default (0.973 ± 0.009), within one std.
-#   After upcycling the default's rise, 0.004 ± 0.006, is the control's own (0.005 ± 0.008): the
-#   noise of a model training on at its peak rate.
+#   blocks warmed up) is 0.000 ± 0.000 nats, within the target of 0.005 nats this series set itself;
+#   the recipe's fresh AdamW and re-warmed rate rise 0.032 ± 0.011. A fresh AdamW at the continued
+#   rate is the worst (0.71 after growth, 1.29 after upcycling): zero moments take full-size steps at
+#   the peak rate. At this budget the first tenth of phase 3 is only 7 steps, and the loss of the
+#   recipe's variant is still climbing at its end (the figure), so its 0.032 understates its bump.
+#   Re-warming from zero hides the jump but costs phase 2's final loss (1.151 against the control's
+#   1.107); after growth the re-warmed variants that carry AdamW or halve the peak end a little lower
+#   (0.966-0.969) than the default (0.973 ± 0.009), within one std. The default's rise after growth
+#   stays at most 0.005 at every budget (0.0049 ± 0.0036 at 1.25, 0.0010 ± 0.0017 at 20).
+# - **After upcycling a small rise remains at the larger budgets.** At 0.5 the default's rise,
+#   0.004 ± 0.006, is the control's own (0.005 ± 0.008): the noise of a model training on at its
+#   peak rate. At 1.25, 3 and 20 it is 0.021, 0.011 and 0.019 nats. The variants ran only at 0.5, so
+#   whether a control without upcycling rises as much there is not measured.
 # - **The copies do not learn apart.** Over the whole of phase 3 at 3 tokens per parameter a unit
 #   and its copy stay where the split noise put them (1 − cos = 1.0e-3 by default, 8.3e-2 with ten
 #   times the noise: flat lines in the figure, drawn for seed 0). Only the 0.8 / 0.2 split drifts,
 #   from 8e-4 to 2.6e-3. Ten times the noise ends the loss 0.0011 ± 0.0006 nats lower, seed by seed,
 #   far below the seeds' spread (0.07); the 0.8 / 0.2 split ends it 0.0005 ± 0.0002 higher.
-# - **Growing less pays more, at this budget.** Depth only (+2 layers) ends 0.093 ± 0.036 nats
-#   below the recipe's growth at the same compute, seed by seed, and still above the small model
-#   from scratch (0.659 against 0.612). One reason may be that the smaller model takes more steps
-#   for the same FLOPs; the sweep does not test it. It agrees with the warm-starting study: a growth
-#   factor near ×2 is the most reliable, and the recipe grows the active parameters about ×7.
+# - **Growing less pays more, at 3 tokens per parameter.** Depth only (+2 layers) ends 0.093 ±
+#   0.036 nats below the recipe's growth at the same compute, seed by seed, and still above the
+#   small model from scratch (0.659 against 0.612). One reason may be that the smaller model takes
+#   more steps for the same FLOPs; the sweep does not test it. It agrees with the warm-starting
+#   study: a growth factor near ×2 is the most reliable, and the recipe grows the active parameters
+#   about ×7. Whether a gentler growth beats the big model from scratch at 20 is the next
+#   measurement to make.
 # - **Beside the literature.** G_stack's 54.6% speedup, LEMON's 33-57% and bert2BERT's 45% are
-#   savings against the big model from scratch, measured where that model is worth training (G_stack
-#   at about 40 tokens per parameter). Ours against scratch are of the same size, 14-55% per seed
-#   where the saving is growth's, but at budgets where nobody would train the big model. Whether growth
-#   pays at the budgets where the big model is worth having is the question this CPU could not
-#   reach. The figures above say how to answer it on a bigger machine.
+#   savings against the big model from scratch where that model is worth training (G_stack at about
+#   40 tokens per parameter). Ours are of that size (14-55% per seed) only below the crossover, where
+#   the big model is not worth training; past it, at 20, the big model from scratch reaches the
+#   grown path's loss with 31% less compute. The recipe grows the active parameters ×7 and upcycles
+#   to an MoE on the way; the warm-starting study finds that beyond some growth factor training from
+#   scratch is the more efficient, and this is what the sweep sees at 20.
 # - **Seeds matter.** At 3 tokens per parameter the seeds of one path differ by up to 0.15 nats
 #   (the grown path: 0.686, 0.831, 0.740), more than most differences between paths. Three seeds
 #   and the one-std rule are the least a comparison like this needs. The rates were chosen on seed
@@ -414,12 +425,15 @@ for b in results["budgets"]:
 #
 # Growth was measured the way a practitioner would have to: the same compute for every path, every
 # path's learning rate swept until its best was inside the sweep, and three seeds. Savings were
-# traced to the phase that earned them. The four budgets this CPU could afford all lie below the
-# point where the big model starts to pay, so the small model from scratch wins at each of them.
-# Against the big model from scratch, growth's own saving is 14-55% per seed. AdamW's state,
-# carried through each transition by the copy and split maps, with the learning rate continuing
-# its one schedule, removes the loss bump a fresh optimizer and a re-warmed rate cause. A gentler
-# growth paid more than the recipe's.
+# traced to the phase that earned them. Below about 10 tokens per parameter the small model from
+# scratch wins, and growth's saving against the big model (14-55% per seed, after growth) is a
+# saving against a model nobody would train. At 20, where the big model is worth having, it beats
+# the grown path too: trained from scratch it reaches the grown path's loss with 31% less compute,
+# and even a learner who already has the dense model spends 14% more on phases 2-3 than that. The
+# recipe's growth pays against the small model
+# there, not against the big one. AdamW's state, carried through each transition by the copy and
+# split maps, with the learning rate continuing its one schedule, removes the loss bump after growth
+# that a fresh optimizer and a re-warmed rate cause. A gentler growth paid more than the recipe's.
 #
 # ## Exercises
 #

@@ -254,11 +254,11 @@ if sweep["crossover"]:
     print(f"crossover measured at {sweep['crossover']['flops']:.2e} FLOPs")
 
 # %% [markdown]
-# The sweep's budgets sit around the small model's optimum and several times below the grown
-# model's: the regime where a small model from scratch should win, as it does at every budget. The
-# crossover, where the big model starts to pay, lies between the two optima, so beyond the sweep's
-# largest budget. (The rule of thumb was measured on far larger models; the direction, not the
-# factor, is what carries over.)
+# The sweep's budgets run from around the small model's optimum (0.65 TFLOPs) to just below the
+# grown model's (25 TFLOPs). Below the crossover the small model from scratch should win, above it
+# the grown one: the crossover the sweep measures lies between the two optima, as the rule of thumb
+# says it must. (The rule was measured on far larger models; the direction, not the factor, is what
+# carries over.)
 #
 # **3. Real or noise?** The per-seed savings are the `values` of each budget's figures:
 

@@ -7,7 +7,7 @@ import statistics
 
 import pytest
 
-from growlib.curves import Curve, curves_over_seeds, saving, spread
+from growlib.curves import Curve, curves_over_seeds, saving, separated, spread
 from growlib.harness.compare import Setup, Sweep, compare, default_variants, load_results
 from growlib.harness.compare.setup import Transition, grown_phase_spec
 from growlib.harness.compare.tasks import Task, chosen_rate, lr_key, next_rate, ready
@@ -203,6 +203,10 @@ def test_the_committed_sweep_holds_every_figure_the_issue_names():
     for b in results["budgets"]:
         assert ISSUE_KEYS <= set(b) and len(b["seeds"]) >= 3
         assert b["scratch_lr_interior"] and b["small_lr_interior"]
+    crossing = results["crossover"]  # notebook 04's reading rests on where it is and on both sides of it
+    assert crossing["between"] == [3.0, 20.0] and 3.0 < crossing["tokens_per_param"] < 20.0
+    top = results["budgets"][-1]["final_val"]
+    assert top["scratch"]["mean"] < top["small"]["mean"] and separated(top["scratch"], top["small"])
     assert {"phase2", "phase3"} <= set(results["post_growth_rise"])
     assert len([k for k in results["symmetry"] if k not in ("budget", "default")]) >= 2
     assert results["seconds"] > 0
