@@ -42,8 +42,9 @@ def plot_final_losses(results: dict, ax=None, paths=("grown", "scratch", "small"
     cross = results.get("crossover")
     if cross:
         ax.axvline(cross["flops"], color="k", ls=":", lw=1)
-        ax.text(cross["flops"], ax.get_ylim()[1], f" big model overtakes\n small: ~{cross['tokens_per_param']:.1f} "
-                f"tokens/param", va="top", fontsize=8)
+        # left of the line, mid-height: the budgets' names sit along the top edge
+        ax.annotate(f"big model overtakes \nsmall: ~{cross['tokens_per_param']:.1f} tokens/param ",
+                    (cross["flops"], 0.6), xycoords=("data", "axes fraction"), ha="right", va="center", fontsize=8)
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel("training compute of every path (FLOPs)")

@@ -35,7 +35,7 @@ SYMMETRY_VARIANTS = {  # at --growth-variants-at (default: the largest budget): 
     "split noise x10": Change(growth={"noise": 0.2}),
     "asymmetric split (0.8 / 0.2)": Change(asymmetry=0.3),
 }
-GENTLE_VARIANTS = {  # at --growth-variants-at (the largest budget): a smaller growth, for the same compute
+GENTLE_VARIANTS = {  # at --growth-variants-at (default: the largest budget): a smaller growth, for the same compute
     "depth only (+2 layers)": Change(growth={"scale_factor": 1.0}),
 }
 VARIANT_GROUPS = {"phase2": PHASE2_VARIANTS, "phase3": PHASE3_VARIANTS, "symmetry": SYMMETRY_VARIANTS,
